@@ -1,0 +1,11 @@
+"""The agents. A critic is one module with ASPECT, SYSTEM and render(task); register it here."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from redraft.agents import coherence, factuality, personalization
+
+CRITICS: dict[str, ModuleType] = {
+    module.ASPECT: module for module in (factuality, personalization, coherence)
+}

@@ -1,0 +1,90 @@
+"""Editor: merges the critiques into one rewrite, under a fixed precedence of aspects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.language_models import BaseChatModel
+
+from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
+from redraft.llm import call_structured
+from redraft.state import PRECEDENCE, Critique, EditorOutput
+
+AGENT = "editor"
+
+SYSTEM = f"""\
+You are the editor of a chatbot. You rewrite a draft reply so that it resolves every issue the
+critics found, and change nothing else: keep what was fine, keep the voice, do not add new
+claims that no issue or passage supports.
+Critiques come in order of precedence ({" > ".join(PRECEDENCE)}). When two fixes
+conflict, apply the one from the higher-precedence aspect.
+Return the full refined reply, and for each change the aspect whose critique caused it.
+"""
+
+
+def precedence_rank(aspect: str) -> int:
+    return PRECEDENCE.index(aspect) if aspect in PRECEDENCE else len(PRECEDENCE)
+
+
+def order_by_precedence(critiques: Sequence[Critique]) -> list[Critique]:
+    return sorted(critiques, key=lambda c: precedence_rank(c.aspect))
+
+
+def resolve_conflicts(critiques: Sequence[Critique]) -> tuple[list[Critique], list[str]]:
+    """Drop issues whose span overlaps an issue of a higher-precedence aspect.
+
+    Returns the critiques to apply (in precedence order) and a note for each dropped issue.
+    """
+    kept: list[Critique] = []
+    claimed: list[tuple[str, str]] = []  # (span, aspect) already taken
+    dropped: list[str] = []
+    for critique in order_by_precedence(critiques):
+        issues = []
+        for issue in critique.issues:
+            span = issue.span.strip().lower()
+            winner = next(
+                (aspect for taken, aspect in claimed if span and (span in taken or taken in span)),
+                None,
+            )
+            if winner and winner != critique.aspect:
+                dropped.append(f"{critique.aspect} fix for {issue.span!r} overridden by {winner}")
+                continue
+            issues.append(issue)
+            if span:
+                claimed.append((span, critique.aspect))
+        if issues:
+            kept.append(critique.model_copy(update={"issues": issues}))
+    return kept, dropped
+
+
+def render_critiques(critiques: Sequence[Critique]) -> str:
+    parts = []
+    for critique in critiques:
+        lines = [
+            f"- span: {issue.span!r}\n  problem: {issue.problem}\n  fix: {issue.fix}"
+            for issue in critique.issues
+        ]
+        parts.append(block("critique", "\n".join(lines), aspect=critique.aspect))
+    return "<critiques>\n" + "\n".join(parts) + "\n</critiques>"
+
+
+async def merge_critiques(
+    model: BaseChatModel,
+    *,
+    history: Sequence[dict[str, str]],
+    reply: str,
+    critiques: Sequence[Critique],
+    knowledge: Sequence[str],
+    method: str,
+) -> EditorOutput:
+    """One rewrite applying `critiques` (already conflict-resolved, in precedence order)."""
+    messages = [
+        agent_system(AGENT, SYSTEM),
+        user_message(
+            block("query", last_user_message(history)),
+            blocks("knowledge", "passage", knowledge, "p") if knowledge else "",
+            block("reply", reply),
+            render_critiques(critiques),
+        ),
+    ]
+    return await call_structured(model, EditorOutput, messages, agent=AGENT, method=method)
