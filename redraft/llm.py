@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -116,6 +116,43 @@ async def call_structured(
                 continue
         error = out.get("parsing_error") or ValueError("empty structured output")
     raise OutputNotParsedError(f"{agent}: output did not parse after {attempts} tries: {error}")
+
+
+async def stream_structured(
+    model: BaseChatModel,
+    schema: type[T],
+    messages: Sequence[BaseMessage],
+    *,
+    agent: str,
+    method: str,
+    field: str,
+    on_delta: Callable[[str], None],
+) -> T:
+    """A structured call streamed so that one string field reaches `on_delta` as it grows.
+
+    Used for the editor's reply, so callers can show the refined reply while it is written.
+    Falls back to `call_structured` (with its parse retry) when the stream does not parse.
+    """
+    runnable = model.with_structured_output(schema, method=method)
+    sent = ""
+    last: Any = None
+    try:
+        async for partial in runnable.astream(list(messages), config=agent_config(agent)):
+            last = partial
+            value = partial.get(field) if isinstance(partial, dict) else getattr(partial, field, None)
+            if isinstance(value, str) and value.startswith(sent) and len(value) > len(sent):
+                on_delta(value[len(sent) :])
+                sent = value
+        final = last if isinstance(last, schema) else schema.model_validate(last)
+    except ValueError:
+        if sent:
+            raise OutputNotParsedError(f"{agent}: streamed output did not parse") from None
+        return await call_structured(model, schema, messages, agent=agent, method=method)
+    if getattr(final, field) != sent:
+        if not getattr(final, field).startswith(sent):
+            raise OutputNotParsedError(f"{agent}: streamed {field} changed while streaming")
+        on_delta(getattr(final, field)[len(sent) :])
+    return final
 
 
 class OutputNotParsedError(ValueError):

@@ -38,8 +38,12 @@ class CritiqueDone(BaseModel):
 
 
 class ReplyToken(BaseModel):
+    """Text of the final reply as it is written. `reset`: discard the text received so far
+    (a streamed rewrite was abandoned); the reply then arrives again."""
+
     type: Literal["token"] = "token"
-    text: str
+    text: str = ""
+    reset: bool = False
 
 
 class TurnDone(BaseModel):
@@ -166,8 +170,11 @@ class Refiner:
             ):
                 if mode == "values":
                     final = chunk
-                elif mode == "custom" and isinstance(chunk, dict) and "token" in chunk:
-                    yield ReplyToken(text=chunk["token"])
+                elif mode == "custom" and isinstance(chunk, dict):
+                    if "token" in chunk:
+                        yield ReplyToken(text=chunk["token"])
+                    elif chunk.get("reset"):
+                        yield ReplyToken(reset=True)
                 elif mode == "updates":
                     for event in _events_from_update(chunk):
                         yield event

@@ -225,6 +225,7 @@ class TurnState(TypedDict, total=False):
     knowledge: list[str]
     draft: str
     reply: str
+    streamed: bool
     drafted: bool
     plan: dict[str, Any]
     round: int

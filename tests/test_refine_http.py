@@ -312,3 +312,31 @@ async def test_astream_yields_typed_events_in_order(provider, http_config):
     kinds = [type(e) for e in events]
     assert kinds[0] is DraftWritten and kinds[1] is PlanMade and kinds[-1] is TurnDone
     assert sum(k is CritiqueDone for k in kinds) == 2
+
+
+async def test_reply_tokens_spell_the_final_reply(provider, http_config):
+    from redraft import ReplyToken, TurnDone
+
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("draft", "better"))
+    long_reply = "The refined reply, written word by word so that it arrives in several chunks."
+    provider.script("editor", {"changes": [], "reply": long_reply})
+    async with Refiner(http_config()) as refiner:
+        events = [e async for e in refiner.astream(request())]
+    tokens = [e for e in events if isinstance(e, ReplyToken)]
+    text = ""
+    for token in tokens:
+        text = "" if token.reset else text + token.text
+    assert len(tokens) > 1
+    assert text == long_reply == events[-1].result.reply
+    assert isinstance(events[-1], TurnDone)
+
+
+async def test_reply_tokens_when_no_edit_is_needed(provider, http_config):
+    from redraft import ReplyToken
+
+    provider.script("responder", "Hello there!")
+    provider.script("planner", {"steps": []})
+    async with Refiner(http_config()) as refiner:
+        events = [e async for e in refiner.astream(request())]
+    assert "".join(e.text for e in events if isinstance(e, ReplyToken)) == "Hello there!"

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 
 from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
-from redraft.llm import call_structured
+from collections.abc import Callable
+
+from redraft.llm import call_structured, stream_structured
 from redraft.state import PRECEDENCE, Critique, EditorOutput
 
 AGENT = "editor"
@@ -76,8 +78,12 @@ async def merge_critiques(
     critiques: Sequence[Critique],
     knowledge: Sequence[str],
     method: str,
+    on_reply_delta: Callable[[str], None] | None = None,
 ) -> EditorOutput:
-    """One rewrite applying `critiques` (already conflict-resolved, in precedence order)."""
+    """One rewrite applying `critiques` (already conflict-resolved, in precedence order).
+
+    With `on_reply_delta`, the reply is streamed to it while the editor writes.
+    """
     messages = [
         agent_system(AGENT, SYSTEM),
         user_message(
@@ -87,4 +93,9 @@ async def merge_critiques(
             render_critiques(critiques),
         ),
     ]
-    return await call_structured(model, EditorOutput, messages, agent=AGENT, method=method)
+    if on_reply_delta is None:
+        return await call_structured(model, EditorOutput, messages, agent=AGENT, method=method)
+    return await stream_structured(
+        model, EditorOutput, messages, agent=AGENT, method=method, field="reply",
+        on_delta=on_reply_delta,
+    )

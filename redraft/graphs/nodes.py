@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from redraft.agents import CRITICS
@@ -84,6 +85,7 @@ async def load_context(state: TurnState) -> dict[str, Any]:
         "draft": request.draft or "",
         "drafted": request.draft is None,
         "reply": "",
+        "streamed": False,
         "plan": Plan(source="none").model_dump(),
         "round": 1,
         "pending": [],
@@ -139,6 +141,11 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
 
 
 async def finalize(state: TurnState) -> dict[str, Any]:
-    """The reply joins the thread's history; the turn is complete."""
+    """The reply joins the thread's history; the turn is complete.
+
+    A reply that was not streamed while written goes to the stream whole.
+    """
     reply = state.get("reply") or state["draft"]
+    if not state.get("streamed"):
+        get_stream_writer()({"token": reply})
     return {"reply": reply, "history": [*state["history"], {"role": "assistant", "content": reply}]}

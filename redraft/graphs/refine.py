@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -75,6 +76,8 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         if not to_apply:
             return {"pending": []}
         notes = [degraded("merge", note) for note in overridden]
+        # Stream the reply only when no later round can change it again.
+        stream = ReplyStream() if state["round"] >= cfg.max_rounds else None
         try:
             edited = await merge_critiques(
                 models.for_role("editor", cfg),
@@ -83,19 +86,43 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
                 critiques=to_apply,
                 knowledge=state["knowledge"],
                 method=cfg.structured_output,
+                on_reply_delta=stream.send if stream else None,
             )
         except Exception as exc:
+            if stream:
+                stream.reset()
             # The best reply so far stands.
             return {"pending": [], "degraded": [*notes, degraded("merge", exc)]}
         reply = edited.reply.strip() or state["reply"]
+        if stream and stream.sent != reply:
+            stream.reset()
         return {
             "reply": reply,
+            "streamed": bool(stream and stream.sent == reply),
             "pending": pending if reply != state["reply"] else [],
             "changes": [c.model_dump() for c in edited.changes],
             "degraded": notes,
         }
 
     return merge
+
+
+class ReplyStream:
+    """Sends reply text to the run's custom stream (`Refiner.astream` turns it into tokens)."""
+
+    def __init__(self) -> None:
+        self.write = get_stream_writer()
+        self.sent = ""
+
+    def send(self, delta: str) -> None:
+        self.sent += delta
+        self.write({"token": delta})
+
+    def reset(self) -> None:
+        """What was streamed is not the reply after all: listeners discard it."""
+        if self.sent:
+            self.write({"reset": True})
+            self.sent = ""
 
 
 def build_graph(
