@@ -43,11 +43,14 @@ def cmd_refine(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot read {args.input}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     except json.JSONDecodeError as exc:
-        return fail(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                    EXIT_BAD_INPUT)
+        return fail(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", EXIT_BAD_INPUT
+        )
     try:
-        config = RefinerConfig(**({"strategy": args.strategy} if args.strategy else {}),
-                               **({"planner": args.planner} if args.planner else {}))
+        config = RefinerConfig(
+            **({"strategy": args.strategy} if args.strategy else {}),
+            **({"planner": args.planner} if args.planner else {}),
+        )
     except ValidationError as exc:
         return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
     refiner = Refiner(config)
@@ -81,6 +84,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return run_chat()
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    from redraft.graphs.refine import build_graph
+
+    print(build_graph().get_graph().draw_mermaid(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redraft", description="Refine chatbot replies before the user sees them."
@@ -98,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="interactive playground")
     chat.set_defaults(run=cmd_chat)
+
+    graph = commands.add_parser("graph", help="print the refinement graph as mermaid")
+    graph.set_defaults(run=cmd_graph)
     return parser
 
 

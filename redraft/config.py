@@ -8,11 +8,11 @@ context schema: `langgraph.json` users pass these fields as the run's `context`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Aspect = Literal["factuality", "personalization", "coherence", "safety"]
 Strategy = Literal["parallel", "sequential", "self_refine", "none"]
@@ -53,7 +53,7 @@ class RefinerConfig(BaseSettings):
         validation_alias=AliasChoices("base_url", "REDRAFT_BASE_URL", "OPENAI_BASE_URL"),
         description="Base URL of an OpenAI-compatible provider (Ollama, vLLM, llama.cpp...).",
     )
-    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
     structured_output: StructuredOutputMethod = Field(
         "json_schema",
         description="How structured outputs are requested; `function_calling` or `json_mode` "
@@ -64,9 +64,9 @@ class RefinerConfig(BaseSettings):
 
     strategy: Strategy = Field("parallel", description="How critiques are produced and applied.")
     planner: PlannerMode = Field("llm", description="How the critics of a turn are chosen.")
-    critics: list[Aspect] = Field(
+    critics: Annotated[list[Aspect], NoDecode] = Field(
         default_factory=lambda: ["factuality", "personalization", "coherence"],
-        description="Critics the planner may choose from.",
+        description="Critics the planner may choose from (comma-separated in the environment).",
     )
     max_rounds: int = Field(1, ge=1, le=5, description="Critique-and-merge rounds per turn.")
 
@@ -83,6 +83,13 @@ class RefinerConfig(BaseSettings):
         "sqlite, postgres or memory.",
     )
     log_level: str = Field("INFO", description="DEBUG shows message and persona text.")
+
+    @field_validator("critics", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("critics")
     @classmethod

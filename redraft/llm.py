@@ -104,17 +104,16 @@ async def call_structured(
     runnable = model.with_structured_output(schema, method=method, include_raw=True)
     error: Exception | None = None
     for _ in range(attempts):
-        out = await runnable.ainvoke(list(messages), config=agent_config(agent))
-        parsed = out.get("parsed")
-        if isinstance(parsed, schema):
-            return parsed
-        if isinstance(parsed, dict):
-            try:
+        try:
+            out = await runnable.ainvoke(list(messages), config=agent_config(agent))
+            parsed = out.get("parsed")
+            if isinstance(parsed, schema):
+                return parsed
+            if parsed is not None:
                 return schema.model_validate(parsed)
-            except ValueError as exc:
-                error = exc
-                continue
-        error = out.get("parsing_error") or ValueError("empty structured output")
+            error = out.get("parsing_error") or ValueError("no structured output in the reply")
+        except ValueError as exc:  # JSON or schema errors, raised by some clients' parsers
+            error = exc
     raise OutputNotParsedError(f"{agent}: output did not parse after {attempts} tries: {error}")
 
 
@@ -133,13 +132,16 @@ async def stream_structured(
     Used for the editor's reply, so callers can show the refined reply while it is written.
     Falls back to `call_structured` (with its parse retry) when the stream does not parse.
     """
-    runnable = model.with_structured_output(schema, method=method)
+    # A JSON-schema dict (not the class) selects LangChain's partial-JSON parsers, which stream.
+    runnable = model.with_structured_output(schema.model_json_schema(), method=method)
     sent = ""
     last: Any = None
     try:
         async for partial in runnable.astream(list(messages), config=agent_config(agent)):
             last = partial
-            value = partial.get(field) if isinstance(partial, dict) else getattr(partial, field, None)
+            value = (
+                partial.get(field) if isinstance(partial, dict) else getattr(partial, field, None)
+            )
             if isinstance(value, str) and value.startswith(sent) and len(value) > len(sent):
                 on_delta(value[len(sent) :])
                 sent = value

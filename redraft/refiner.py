@@ -115,7 +115,9 @@ class Refiner:
             from psycopg_pool import AsyncConnectionPool
 
             if not self.config.database_url:
-                raise RefineError("checkpointer=postgres needs REDRAFT_DATABASE_URL", step="threads")
+                raise RefineError(
+                    "checkpointer=postgres needs REDRAFT_DATABASE_URL", step="threads"
+                )
             pool = AsyncConnectionPool(
                 self.config.database_url,
                 kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
@@ -159,8 +161,13 @@ class Refiner:
         tracker = UsageTracker()
         started = time.perf_counter()
         final: dict[str, Any] = {}
-        log.info("turn.start", user_id=request.user_id, thread_id=request.thread_id,
-                 strategy=self.config.strategy, **text_fields(messages=request.model_dump()["messages"]))
+        log.info(
+            "turn.start",
+            user_id=request.user_id,
+            thread_id=request.thread_id,
+            strategy=self.config.strategy,
+            **text_fields(messages=request.model_dump()["messages"]),
+        )
         try:
             async for mode, chunk in graph.astream(
                 {"request": request.model_dump()},
@@ -183,9 +190,14 @@ class Refiner:
         except Exception as exc:
             raise RefineError(f"the turn failed: {exc}", step="graph", cause=exc) from exc
         result = _result(final, tracker, started, self.config.strategy, request.thread_id)
-        log.info("turn.done", user_id=request.user_id, changed=result.changed,
-                 llm_calls=result.usage.llm_calls, ms=round(result.timings["total"], 1),
-                 degraded=[d.step for d in result.degraded or []])
+        log.info(
+            "turn.done",
+            user_id=request.user_id,
+            changed=result.changed,
+            llm_calls=result.usage.llm_calls,
+            ms=round(result.timings["total"], 1),
+            degraded=[d.step for d in result.degraded or []],
+        )
         yield TurnDone(result=result)
 
     def refine(self, request: RefineRequest | Mapping[str, Any]) -> RefineResult:
@@ -234,7 +246,11 @@ def _events_from_update(update: dict[str, Any]) -> list[RefineEvent]:
 
 
 def _result(
-    state: dict[str, Any], tracker: UsageTracker, started: float, strategy: str, thread_id: str | None
+    state: dict[str, Any],
+    tracker: UsageTracker,
+    started: float,
+    strategy: str,
+    thread_id: str | None,
 ) -> RefineResult:
     timings = {node: round(ms, 2) for node, ms in (state.get("timings") or {}).items()}
     timings["total"] = round((time.perf_counter() - started) * 1000, 2)

@@ -26,8 +26,11 @@ def error_fields(exc: ValidationError) -> list[str]:
         ({"messages": [{"role": "user", "content": ""}]}, "messages.0.content", "empty"),
         ({"messages": [{"role": "user", "content": "   "}]}, "messages.0.content", "empty"),
         ({"messages": [{"role": "user", "content": 42}]}, "messages.0.content", "string"),
-        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content",
-         "string"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages.0.content",
+            "string",
+        ),
         ({"messages": [user("x" * 64_001)]}, "messages", "64000"),
         ({"messages": [user("hi")] * 501}, "messages", "500"),
         ({"messages": [user("hi")], "draft": " "}, "draft", "empty"),
@@ -60,7 +63,10 @@ def test_limits_apply_to_prebuilt_requests():
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "redraft.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=120,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -98,12 +104,19 @@ def test_cli_refines_over_http(provider, tmp_path):
     import os
 
     provider.script("planner", {"steps": []})
-    env = {**os.environ, "OPENAI_BASE_URL": provider.base_url, "OPENAI_API_KEY": "k",
-           "REDRAFT_HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": provider.base_url,
+        "OPENAI_API_KEY": "k",
+        "REDRAFT_HOME": str(tmp_path),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "redraft.cli", "refine"],
         input=json.dumps({"messages": [user("hello")], "thread_id": "cli"}),
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

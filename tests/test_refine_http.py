@@ -1,4 +1,4 @@
-"""The refinement graph end to end over the real path: ChatOpenAI → openai SDK → HTTP → FakeProvider."""
+"""The graph end to end over the real path: ChatOpenAI → openai SDK → HTTP → FakeProvider."""
 
 from __future__ import annotations
 
@@ -43,8 +43,10 @@ async def test_factual_fix_is_merged(provider, http_config):
     provider.script("factuality", revise("in 1899", "in 1889", evidence=["p1"]))
     provider.script(
         "editor",
-        {"changes": [{"aspect": "factuality", "change": "1899 → 1889"}],
-         "reply": "The Eiffel Tower was finished in 1889."},
+        {
+            "changes": [{"aspect": "factuality", "change": "1899 → 1889"}],
+            "reply": "The Eiffel Tower was finished in 1889.",
+        },
     )
     async with Refiner(http_config()) as refiner:
         result = await refiner.arefine(request(knowledge=KNOWLEDGE))
@@ -97,8 +99,9 @@ async def test_every_strategy_end_to_end(provider, http_config, strategy, agents
     provider.script("coherence_refiner", {**PASS, "reply": fixed})
     provider.script("factuality", revise("1899", "1889"))
     provider.script("coherence", PASS)
-    provider.script("editor", {"changes": [{"aspect": "factuality", "change": "year"}],
-                               "reply": fixed})
+    provider.script(
+        "editor", {"changes": [{"aspect": "factuality", "change": "year"}], "reply": fixed}
+    )
     async with Refiner(http_config(strategy=strategy)) as refiner:
         result = await refiner.arefine(request(knowledge=KNOWLEDGE))
     assert isinstance(result, RefineResult)
@@ -249,8 +252,10 @@ async def test_resent_full_conversation_is_not_duplicated(provider, http_config)
     async with Refiner(http_config(strategy="none")) as refiner:
         await refiner.arefine({"messages": [user("hello")], "thread_id": "t"})
         await refiner.arefine(
-            {"messages": [user("hello"), assistant("First answer."), user("more")],
-             "thread_id": "t"}
+            {
+                "messages": [user("hello"), assistant("First answer."), user("more")],
+                "thread_id": "t",
+            }
         )
     contents = [m["content"] for m in provider.calls_for("responder")[1].messages[1:]]
     assert contents == ["hello", "First answer.", "more"]
@@ -259,10 +264,12 @@ async def test_resent_full_conversation_is_not_duplicated(provider, http_config)
 async def test_threads_of_different_users_are_separate(provider, http_config):
     provider.script("responder", "for alice", "for bob")
     async with Refiner(http_config(strategy="none")) as refiner:
-        await refiner.arefine({"messages": [user("alice here")], "thread_id": "same",
-                               "user_id": "alice"})
-        await refiner.arefine({"messages": [user("bob here")], "thread_id": "same",
-                               "user_id": "bob"})
+        await refiner.arefine(
+            {"messages": [user("alice here")], "thread_id": "same", "user_id": "alice"}
+        )
+        await refiner.arefine(
+            {"messages": [user("bob here")], "thread_id": "same", "user_id": "bob"}
+        )
     bob_prompt = str(provider.calls_for("responder")[1].messages)
     assert "alice" not in bob_prompt
 

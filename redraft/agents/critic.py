@@ -8,7 +8,7 @@ from langchain_core.language_models import BaseChatModel
 
 from redraft.agents.prompting import agent_system, user_message
 from redraft.llm import call_structured
-from redraft.state import CriticOutput, Critique, CriticTask
+from redraft.state import CriticOutput, CriticTask, Critique
 
 
 async def run_critic(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from langchain_core.language_models import BaseChatModel
 
 from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
-from collections.abc import Callable
-
 from redraft.llm import call_structured, stream_structured
 from redraft.state import PRECEDENCE, Critique, EditorOutput
 
@@ -96,6 +94,11 @@ async def merge_critiques(
     if on_reply_delta is None:
         return await call_structured(model, EditorOutput, messages, agent=AGENT, method=method)
     return await stream_structured(
-        model, EditorOutput, messages, agent=AGENT, method=method, field="reply",
+        model,
+        EditorOutput,
+        messages,
+        agent=AGENT,
+        method=method,
+        field="reply",
         on_delta=on_reply_delta,
     )

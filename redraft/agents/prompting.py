@@ -11,8 +11,20 @@ from collections.abc import Iterable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-BLOCK_TAGS = ("reply", "query", "conversation", "turn", "persona", "fact", "knowledge", "passage",
-              "critiques", "critique", "instructions", "instruction")
+BLOCK_TAGS = (
+    "reply",
+    "query",
+    "conversation",
+    "turn",
+    "persona",
+    "fact",
+    "knowledge",
+    "passage",
+    "critiques",
+    "critique",
+    "instructions",
+    "instruction",
+)
 _TAG_LIKE = re.compile(r"<(/?\s*(?:" + "|".join(BLOCK_TAGS) + r")\b)", re.IGNORECASE)
 
 DATA_RULE = (

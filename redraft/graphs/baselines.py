@@ -11,7 +11,7 @@ from redraft.agents.prompting import agent_system, block, blocks, conversation, 
 from redraft.config import RefinerConfig
 from redraft.graphs.nodes import Node, degraded, settings
 from redraft.llm import Models, call_structured
-from redraft.state import Critique, CriticOutput, Plan, TurnState
+from redraft.state import CriticOutput, Critique, Plan, TurnState
 
 AGENT = "self_refine"
 
@@ -26,8 +26,9 @@ otherwise `revise`.
 def make_self_refine(models: Models, config: RefinerConfig) -> Node:
     async def self_refine(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
         cfg = settings(runtime, config)
-        plan = Plan(aspects=["overall"], reasons={"overall": "self-refine baseline"},
-                    source="self_refine").model_dump()
+        plan = Plan(
+            aspects=["overall"], reasons={"overall": "self-refine baseline"}, source="self_refine"
+        ).model_dump()
         messages = [
             agent_system(AGENT, SYSTEM),
             user_message(

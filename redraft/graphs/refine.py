@@ -33,7 +33,7 @@ from redraft.graphs.nodes import (
 )
 from redraft.graphs.sequential import make_sequential
 from redraft.llm import Models
-from redraft.state import Critique, CriticTask, TurnState
+from redraft.state import CriticTask, Critique, TurnState
 
 
 def critic_task(state: TurnState, reply: str, round_: int) -> CriticTask:
@@ -167,7 +167,9 @@ def build_graph(
 
     def recheck(state: TurnState) -> list[Send]:
         """Further rounds re-check only the aspects that asked for changes."""
-        return [Send(a, critic_task(state, state["reply"], state["round"])) for a in state["pending"]]
+        return [
+            Send(a, critic_task(state, state["reply"], state["round"])) for a in state["pending"]
+        ]
 
     builder = StateGraph(TurnState, context_schema=RefinerConfig)
     builder.add_node("load_context", timed("load_context", load_context))

@@ -14,7 +14,7 @@ from redraft.agents.prompting import agent_system, user_message
 from redraft.config import RefinerConfig
 from redraft.graphs.nodes import Node, degraded, settings
 from redraft.llm import Models, call_structured
-from redraft.state import Change, Critique, CriticTask, SequentialStepOutput, TurnState
+from redraft.state import Change, CriticTask, Critique, SequentialStepOutput, TurnState
 
 REWRITE = """
 After your critique, rewrite the reply so that it resolves the issues you found, changing
