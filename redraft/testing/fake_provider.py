@@ -32,6 +32,7 @@ from typing import Any, TypeAlias
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from redraft.testing.agents import agent_of, content_text
@@ -77,7 +78,14 @@ class RecordedCall:
 
 
 Response: TypeAlias = (
-    str | dict[str, Any] | list[Any] | ToolCall | Fail | Callable[[RecordedCall], Any] | None
+    str
+    | dict[str, Any]
+    | list[Any]
+    | BaseModel
+    | ToolCall
+    | Fail
+    | Callable[[RecordedCall], Any]
+    | None
 )
 """A scripted answer. ``None`` (also as a callable's result) means the built-in fallback."""
 
@@ -88,7 +96,8 @@ _ERRORS = {
     404: ("not_found_error", "not_found"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
-_WORD = re.compile(r"\s*\S+")
+# Tokens are approximated as whitespace-separated words, both for usage and for streaming.
+_TOKEN = re.compile(r"\s*\S+")
 
 
 @dataclass
@@ -166,7 +175,9 @@ class FakeProvider:
         """Serve on a free port in a background thread; returns once it accepts requests."""
         if self._thread is not None:
             raise RuntimeError("FakeProvider is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # An explicit IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections;
+        # without it Nagle + delayed ACKs add ~40 ms to every keep-alive request.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         config = uvicorn.Config(
             self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
@@ -283,7 +294,7 @@ class FakeProvider:
             ]
             return {"object": "list", "data": data}
 
-        app.post("/v1/chat/completions")(self._chat_completions)
+        app.post("/v1/chat/completions", response_model=None)(self._chat_completions)
         return app
 
     async def _chat_completions(self, request: Request) -> JSONResponse | StreamingResponse:
@@ -297,9 +308,8 @@ class FakeProvider:
                 await asyncio.sleep(self.latency_s)
             if isinstance(response, Fail):
                 self._finish(call, response.status, response.message)
-                headers = (
-                    {"Retry-After": f"{response.retry_after:g}"} if response.retry_after else {}
-                )
+                retry_after = response.retry_after
+                headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
                 return _error_response(response.status, response.message, headers)
             reply = _render(call, response)
         except Exception as exc:
@@ -318,7 +328,7 @@ class FakeProvider:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
         if reply.tool_calls:
             message["tool_calls"] = [_tool_call_json(tool_call) for tool_call in reply.tool_calls]
-        body = {
+        completion = {
             **_envelope(completion_id, call.model, "chat.completion"),
             "choices": [
                 {
@@ -331,7 +341,7 @@ class FakeProvider:
             "usage": usage,
         }
         self._finish(call, 200)
-        return JSONResponse(body)
+        return JSONResponse(completion)
 
     async def _stream(
         self, call: RecordedCall, reply: _Reply, completion_id: str, include_usage: bool
@@ -345,14 +355,14 @@ class FakeProvider:
 
         try:
             yield event({"role": "assistant", "content": "" if reply.content is not None else None})
-            for piece in _WORD.findall(reply.content or ""):
+            for piece in _TOKEN.findall(reply.content or ""):
                 await self._pace()
                 yield event({"content": piece})
             for index, tool_call in enumerate(reply.tool_calls):
-                opening = _tool_call_json(tool_call) | {"index": index}
-                opening["function"] = {"name": tool_call.name, "arguments": ""}
-                yield event({"tool_calls": [opening]})
-                for piece in _WORD.findall(_arguments(tool_call)):
+                function = {"name": tool_call.name, "arguments": ""}
+                opening = {"index": index, "id": tool_call.id, "type": "function"}
+                yield event({"tool_calls": [{**opening, "function": function}]})
+                for piece in _TOKEN.findall(_arguments(tool_call)):
                     await self._pace()
                     yield event(
                         {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
@@ -418,8 +428,11 @@ async def _request_body(request: Request) -> dict[str, Any]:
         raise _ApiError(400, f"Request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         raise _ApiError(400, "'model' is required and must be a string")
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
         raise _ApiError(400, "'messages' must be a non-empty list")
+    if not all(isinstance(message, dict) for message in messages):
+        raise _ApiError(400, "every entry of 'messages' must be an object")
     return body
 
 
@@ -428,6 +441,8 @@ def _render(call: RecordedCall, response: Response) -> _Reply:
     target = _tool_target(call)
     if response is None:
         response = _fallback(call, forced=_forced_tool(call))
+    if isinstance(response, BaseModel):
+        response = response.model_dump(mode="json")
     if isinstance(response, ToolCall) or (
         isinstance(response, list) and response and all(isinstance(r, ToolCall) for r in response)
     ):
