@@ -22,42 +22,70 @@ VERDICT_STYLES = {"pass": "green", "revise": "yellow", "ask": "cyan", "block": "
 DELETED = "red strike"
 INSERTED = "bold green"
 
-_TOKEN = re.compile(r"\S+|\s+")
+_TOKEN = re.compile(r"\w+|[^\w\s]|\s+")
+_WORD = re.compile(r"\w+")
 
 
 def word_diff(before: str, after: str) -> Text:
     """`before` → `after` word by word: deletions struck through in red, insertions in green.
 
-    Whitespace is kept as its own token (so line breaks survive) but never anchors a match,
-    which keeps the diff aligned on words rather than on the spaces between them.
+    Punctuation is a token of its own, so "France" → "France." keeps the word. Whitespace is
+    kept too (line breaks survive) but never anchors a match, which keeps the diff aligned on
+    words rather than on the spaces between them.
     """
-    old, new = _TOKEN.findall(before), _TOKEN.findall(after)
-    matcher = difflib.SequenceMatcher(str.isspace, old, new, autojunk=False)
     diff = Text()
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            diff.append("".join(old[i1:i2]))
-            continue
-        if op in ("delete", "replace"):
-            diff.append("".join(old[i1:i2]), style=DELETED)
-        if op in ("insert", "replace"):
-            diff.append("".join(new[j1:j2]), style=INSERTED)
+    for chunk in _chunks(_TOKEN.findall(before), _TOKEN.findall(after)):
+        if len(chunk) == 1:
+            diff.append(chunk[0])
+        else:
+            diff.append(chunk[0], style=DELETED)
+            diff.append(chunk[1], style=INSERTED)
     return diff
+
+
+def _chunks(old: list[str], new: list[str]) -> list[list[str]]:
+    """`[kept]` and `[deleted, inserted]` chunks, in order.
+
+    A rewrite matches stray words ("a", "and", commas) between its edits; a kept run of at
+    most one word between two edits is folded into them, so a rewritten sentence reads as
+    one deletion and one insertion instead of confetti.
+    """
+    matcher = difflib.SequenceMatcher(str.isspace, old, new, autojunk=False)
+    opcodes = matcher.get_opcodes()
+    chunks: list[list[str]] = []
+    for index, (op, i1, i2, j1, j2) in enumerate(opcodes):
+        deleted, inserted = "".join(old[i1:i2]), "".join(new[j1:j2])
+        # Equal runs alternate with edits, so one inside the list sits between two edits.
+        between_edits = 0 < index < len(opcodes) - 1
+        if op == "equal" and not (between_edits and len(_WORD.findall(deleted)) <= 1):
+            chunks.append([deleted])
+        elif chunks and len(chunks[-1]) == 2:
+            chunks[-1] = [chunks[-1][0] + deleted, chunks[-1][1] + inserted]
+        else:
+            chunks.append([deleted, inserted])
+    return chunks
 
 
 def diff_view(result: RefineResult) -> RenderableType:
     if not result.changed:
         return Text("No change: the draft is the reply.", style="dim")
-    return Panel(word_diff(result.draft, result.reply), title="draft → reply", title_align="left",
-                 border_style="blue")
+    return Panel(
+        word_diff(result.draft, result.reply),
+        title="draft → reply",
+        title_align="left",
+        border_style="blue",
+    )
 
 
 def plan_view(plan: Plan) -> RenderableType:
     """The critics chosen for the turn, each with the planner's reason."""
     if not plan.aspects:
-        return Text(f"No critic chosen (planner: {plan.source}): nothing to check, no critic "
-                    "or editor call.", style="dim")
-    table = Table(title=f"Plan ({plan.source})", title_justify="left", box=box.SIMPLE_HEAD)
+        if plan.source == "llm":
+            why = "The planner chose no critic: nothing here needs checking, so no critic runs."
+        else:
+            why = f"No critic ran (plan: {plan.source})."
+        return Text(why, style="dim")
+    table = Table(title=f"Plan (planner: {plan.source})", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("critic", style="bold")
     table.add_column("why")
     for aspect in plan.aspects:
@@ -80,8 +108,12 @@ def critiques_view(critiques: Sequence[Critique]) -> RenderableType | None:
         issues = [_issue_text(i.span, i.problem, i.fix) for i in critique.issues] or [Text("—")]
         for n, issue in enumerate(issues):
             first = n == 0
-            table.add_row(critique.aspect if first else "", verdict if first else "", issue,
-                          evidence if first else "")
+            table.add_row(
+                critique.aspect if first else "",
+                verdict if first else "",
+                issue,
+                evidence if first else "",
+            )
     return table
 
 
@@ -116,8 +148,7 @@ def cost_view(result: RefineResult) -> RenderableType:
     for step, ms in result.timings.items():
         if step != "total":
             times.add_row(step, f"{ms:.0f}")
-    times.add_row(Text("total", style="bold"), Text(f"{result.timings.get('total', 0):.0f}",
-                                                     style="bold"))
+    times.add_row("total", f"{result.timings.get('total', 0):.0f}", style="bold")
 
     usage = Table(title="LLM calls per agent", title_justify="left", box=box.SIMPLE_HEAD)
     usage.add_column("agent")
@@ -125,11 +156,17 @@ def cost_view(result: RefineResult) -> RenderableType:
     usage.add_column("tokens in", justify="right")
     usage.add_column("tokens out", justify="right")
     for agent, spent in result.usage.by_agent.items():
-        usage.add_row(agent, str(spent.calls), str(spent.prompt_tokens),
-                      str(spent.completion_tokens))
+        usage.add_row(
+            agent, str(spent.calls), str(spent.prompt_tokens), str(spent.completion_tokens)
+        )
     total = result.usage
-    usage.add_row(*(Text(cell, style="bold") for cell in (
-        "total", str(total.llm_calls), str(total.prompt_tokens), str(total.completion_tokens))))
+    usage.add_row(
+        "total",
+        str(total.llm_calls),
+        str(total.prompt_tokens),
+        str(total.completion_tokens),
+        style="bold",
+    )
 
     grid = Table.grid(padding=(0, 4))
     grid.add_row(times, usage)
@@ -140,8 +177,9 @@ def turn_view(result: RefineResult, *, show_draft: bool = False) -> Group:
     """Everything that explains one turn, in the order it happened."""
     parts: list[RenderableType | None] = []
     if show_draft:
-        parts.append(Panel(Text(result.draft), title="draft", title_align="left",
-                           border_style="dim"))
+        parts.append(
+            Panel(Text(result.draft), title="draft", title_align="left", border_style="dim")
+        )
     parts += [
         plan_view(result.plan),
         critiques_view(result.critiques),

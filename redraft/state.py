@@ -204,10 +204,10 @@ def turn_list(current: list | None, update: list | dict | None) -> list:
 
 
 def merge_timings(current: dict | None, update: dict | None) -> dict:
-    if update is not None and update.get("reset"):
-        return {}
-    merged = dict(current or {})
-    for node, ms in (update or {}).items():
+    """Adds up ms per node; `{"reset": True, ...}` starts the turn's timings afresh."""
+    update = dict(update or {})
+    merged = {} if update.pop("reset", False) else dict(current or {})
+    for node, ms in update.items():
         merged[node] = merged.get(node, 0.0) + ms
     return merged
 

@@ -39,7 +39,7 @@ def timed(name: str, node: Node) -> Node:
         update = await node(*args, **kwargs)
         ms = (time.perf_counter() - started) * 1000
         update = dict(update or {})
-        update["timings"] = {name: ms}
+        update["timings"] = {**update.get("timings", {}), name: ms}
         log.info("node", node=name, ms=round(ms, 2), **_log_fields(update))
         return update
 
