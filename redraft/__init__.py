@@ -16,6 +16,7 @@ from redraft.refiner import (
     TurnDone,
 )
 from redraft.state import Critique, Plan, RefineRequest, RefineResult
+from redraft.wrapper import RefinedChatModel
 
 __all__ = [
     "Critique",
@@ -27,6 +28,7 @@ __all__ = [
     "RefineEvent",
     "RefineRequest",
     "RefineResult",
+    "RefinedChatModel",
     "Refiner",
     "RefinerConfig",
     "ReplyToken",

@@ -7,19 +7,60 @@ context schema: `langgraph.json` users pass these fields as the run's `context`.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from redraft.tools.embeddings import local_model_installed
+
 Aspect = Literal["factuality", "personalization", "coherence", "safety"]
+# PENGUIN's (arXiv 2505.18882) seven sensitive domains.
+Domain = Literal["Relationship", "Career", "Financial", "Social", "Health", "Life", "Education"]
 Strategy = Literal["parallel", "sequential", "self_refine", "none"]
-PlannerMode = Literal["all", "llm"]
+PlannerMode = Literal["router", "llm", "hybrid", "all"]
 StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
 CheckpointerKind = Literal["auto", "sqlite", "postgres", "memory"]
-Role = Literal["responder", "planner", "critic", "editor"]
+KnowledgeBaseMode = Literal["auto", "on", "off"]
+Role = Literal["responder", "planner", "critic", "editor", "judge", "memory"]
+
+
+CRISIS_RESOURCES = {
+    "en-US": "If you are in danger or thinking about ending your life, please call or text 988 "
+    "(Suicide & Crisis Lifeline, 24/7) or call 911.",
+    "en-GB": "If you are in danger or thinking about ending your life, please call Samaritans on "
+    "116 123 (free, 24/7) or 999.",
+    "default": "If you are in danger or thinking about ending your life, please call your local "
+    "emergency number now. findahelpline.com lists free, confidential helplines in your country.",
+}
+
+
+class RoutingExample(BaseModel):
+    """One labelled turn for the router's classifier: what kind of request the text is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    label: Literal["chitchat", "knowledge", "task", "personal", "sensitive"]
+    domain: Domain | None = Field(None, description="Required for (and only for) sensitive.")
+
+    @model_validator(mode="after")
+    def _domain_iff_sensitive(self) -> RoutingExample:
+        if (self.label == "sensitive") != (self.domain is not None):
+            raise ValueError("domain is required for label 'sensitive' and only for it")
+        return self
 
 
 def default_home() -> Path:
@@ -43,6 +84,10 @@ class RefinerConfig(BaseSettings):
     planner_model: str | None = Field(None, description="Model of the LLM planner.")
     critic_model: str | None = Field(None, description="Model of the critics.")
     editor_model: str | None = Field(None, description="Model that merges critiques.")
+    judge_model: str | None = Field(None, description="Model of the regression gate's judge.")
+    memory_model: str | None = Field(
+        None, description="Model that learns persona facts from turns and edits."
+    )
     api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("api_key", "REDRAFT_API_KEY", "OPENAI_API_KEY"),
@@ -61,14 +106,68 @@ class RefinerConfig(BaseSettings):
     )
     max_retries: int = Field(2, ge=0, le=10, description="Provider retries, with backoff.")
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one provider call.")
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        description="Deadline of a whole turn: calls still running then are cancelled and the "
+        "best reply so far is returned (`degraded` says what was cut). None: no deadline.",
+    )
 
     strategy: Strategy = Field("parallel", description="How critiques are produced and applied.")
-    planner: PlannerMode = Field("llm", description="How the critics of a turn are chosen.")
+    planner: PlannerMode = Field(
+        default_factory=lambda: "router" if local_model_installed() else "llm",
+        description="How the critics of a turn are chosen: router (embedding router, no LLM "
+        "call; the default when the `embeddings` extra is installed, else llm), llm (LLM "
+        "planner), hybrid (router, LLM planner for unclear turns) or all.",
+    )
+    embeddings: str = Field(
+        "local",
+        description="Sentence embeddings: local (all-MiniLM-L6-v2, `embeddings` extra) or "
+        "openai:<model> (e.g. openai:text-embedding-3-small).",
+    )
+    embedding_threads: int = Field(
+        1, ge=1, le=64, description="CPU threads of the local embedding model while it encodes."
+    )
+    hybrid_threshold: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="planner=hybrid: the LLM planner decides when the router's confidence in any "
+        "aspect (distance of its score from 0.5, scaled to 0–1) is below this.",
+    )
+    extra_examples: list[RoutingExample] = Field(
+        default_factory=list,
+        description="More labelled examples for the router's classifier "
+        '(`{"text": ..., "label": "chitchat|knowledge|task|personal|sensitive", "domain": ...}`).',
+    )
+    extra_examples_file: Path | None = Field(
+        None, description="A JSONL file of more router examples, one example per line."
+    )
     critics: Annotated[list[Aspect], NoDecode] = Field(
-        default_factory=lambda: ["factuality", "personalization", "coherence"],
+        default_factory=lambda: ["factuality", "personalization", "coherence", "safety"],
         description="Critics the planner may choose from (comma-separated in the environment).",
     )
     max_rounds: int = Field(1, ge=1, le=5, description="Critique-and-merge rounds per turn.")
+    gate: bool = Field(
+        False,
+        description="Regression gate: a pairwise judge compares draft and refined reply in both "
+        "orders, and the draft is kept unless the refined reply wins.",
+    )
+
+    safety_completeness: int = Field(
+        4, ge=0, le=5, description="Background completeness (0–5) at which safety stops asking."
+    )
+    max_questions: int = Field(
+        3, ge=0, le=10, description="Most safety questions asked in one conversation."
+    )
+    safety_paths: Path | None = Field(
+        None, description="Extra acquisition-path library (JSONL: query, best_path)."
+    )
+    locale: str = Field("en-US", description="Locale of the crisis resources given on block.")
+    crisis_resources: dict[str, str] = Field(
+        default_factory=lambda: dict(CRISIS_RESOURCES),
+        description="Crisis resources per locale (`default` when the locale has none).",
+    )
 
     max_messages: int = Field(500, ge=1, description="Most messages accepted in one request.")
     max_message_chars: int = Field(64_000, ge=1, description="Most characters in one message.")
@@ -81,6 +180,40 @@ class RefinerConfig(BaseSettings):
         "auto",
         description="Thread storage: auto (PostgreSQL when database_url is set, else SQLite), "
         "sqlite, postgres or memory.",
+    )
+    kb: KnowledgeBaseMode = Field(
+        "auto",
+        description="Knowledge base as evidence: auto (used when one exists), on (a missing one "
+        "degrades the turn) or off.",
+    )
+    kb_path: Path | None = Field(
+        None,
+        description="SQLite file of the knowledge base (default <home>/kb.sqlite); with "
+        "database_url it lives in PostgreSQL instead.",
+    )
+    retrieval_k: int = Field(
+        4, ge=1, le=50, description="Passages taken from each retriever per turn (the KB too)."
+    )
+    retriever_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of one retriever call; past it the turn degrades."
+    )
+    memory: bool = Field(
+        True,
+        description="Persona memory for requests that name a user_id: relevant stored facts "
+        "reach the critics, and each turn is learned from in the background.",
+    )
+    memory_learn: bool = Field(
+        True, description="Learn facts and preferences from each turn (off: read-only memory)."
+    )
+    memory_top_k: int = Field(8, ge=0, le=100, description="Stored facts given per turn.")
+    memory_edit_k: int = Field(
+        3, ge=0, le=100, description="Past edits (nearest contexts) whose preferences are given."
+    )
+    memory_token_budget: int = Field(
+        600,
+        ge=16,
+        description="Persona size limit in a prompt (tokens, ~4 characters each); a larger "
+        "persona is trimmed by relevance to the query.",
     )
     log_level: str = Field("INFO", description="DEBUG shows message and persona text.")
 
@@ -98,6 +231,13 @@ class RefinerConfig(BaseSettings):
             raise ValueError("at least one critic is needed")
         return list(dict.fromkeys(value))
 
+    @field_validator("embeddings")
+    @classmethod
+    def _embeddings_choice(cls, value: str) -> str:
+        if value != "local" and not (value.startswith("openai:") and len(value) > len("openai:")):
+            raise ValueError("use 'local' or 'openai:<model>' (e.g. openai:text-embedding-3-small)")
+        return value
+
     def model_for(self, role: Role) -> str:
         """The model name a role uses: its own setting, else the default."""
         return getattr(self, f"{role}_model") or self.model
@@ -107,8 +247,98 @@ class RefinerConfig(BaseSettings):
         return self.home / "threads.sqlite"
 
     @property
+    def memory_path(self) -> Path:
+        """SQLite file of the persona store (when threads are kept in SQLite too)."""
+        return self.home / "memory.sqlite"
+
+    @property
     def checkpointer_kind(self) -> Literal["sqlite", "postgres", "memory"]:
         if self.checkpointer != "auto":
             return self.checkpointer
         url = self.database_url or ""
         return "postgres" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+
+
+class ApiKey(BaseModel):
+    """A key clients present to `redraft serve`; bound to a user id, it acts only as that user."""
+
+    key: SecretStr
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+
+
+class ServerConfig(BaseSettings):
+    """Settings of `redraft serve`; every field can be set as `REDRAFT_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="REDRAFT_", extra="ignore", populate_by_name=True)
+
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(
+        default_factory=list,
+        description="Keys clients must send as `Authorization: Bearer <key>`, comma-separated; "
+        "`KEY:USER_ID` binds a key to one user id. Empty: no authentication.",
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
+    max_concurrency: int = Field(
+        32, ge=1, description="Turns one process runs at once; more are refused with 429."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Longest a turn may take before the request fails with 504."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        keys = []
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            key, sep, user_id = entry.partition(":")
+            keys.append({"key": key, "user_id": user_id if sep else None})
+        return keys
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, keys: list[ApiKey]) -> list[ApiKey]:
+        secrets = [k.key.get_secret_value() for k in keys]
+        if any(not secret.strip() for secret in secrets):
+            raise ValueError("an API key must not be empty")
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("the same API key is listed twice")
+        return keys
+
+
+# What a run's context may change when the caller is not trusted (LangGraph Server clients):
+# how the turn is refined, never where requests, keys, files or stored data go.
+RUN_SETTINGS = (
+    "strategy",
+    "planner",
+    "critics",
+    "max_rounds",
+    "hybrid_threshold",
+    "structured_output",
+    "temperature",
+    "deadline_s",
+    "gate",
+    "safety_completeness",
+    "max_questions",
+    "locale",
+    "retrieval_k",
+    "memory_top_k",
+    "memory_token_budget",
+)
+
+
+def _run_settings_model() -> type[BaseModel]:
+    """RunSettings: the RUN_SETTINGS fields of RefinerConfig, with their types and limits."""
+    fields = {
+        name: (field.annotation, copy.copy(field))
+        for name, field in RefinerConfig.model_fields.items()
+        if name in RUN_SETTINGS
+    }
+    return create_model(
+        "RunSettings",
+        __doc__="Per-run settings for LangGraph Server runs; unset fields keep the server's.",
+        **fields,
+    )
+
+
+RunSettings = _run_settings_model()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -11,6 +12,9 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import ensure_config, merge_configs
+from langchain_core.utils.json import parse_json_markdown
 from pydantic import BaseModel
 
 from redraft.config import RefinerConfig, Role
@@ -45,6 +49,7 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
             "no model provider configured: set OPENAI_API_KEY for OpenAI, or OPENAI_BASE_URL for "
             "an OpenAI-compatible server (Ollama, vLLM, llama.cpp); `redraft demo` runs offline"
         )
+    import openai
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
@@ -53,6 +58,9 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
         base_url=config.base_url,
         timeout=config.timeout_s,
         stream_usage=True,
+        # Our own connection pool: langchain-openai's default async client is shared by the
+        # whole process and bound to the first event loop that used it.
+        http_async_client=openai.DefaultAsyncHttpxClient(timeout=config.timeout_s),
         **common,
     )
 
@@ -87,6 +95,33 @@ def agent_config(agent: str) -> dict[str, Any]:
     return {"metadata": {AGENT_KEY: agent}, "run_name": agent, "tags": [f"agent:{agent}"]}
 
 
+_structured: dict[tuple[int, type, str, bool], tuple[BaseChatModel, Runnable]] = {}
+STRUCTURED_CACHE = 256
+
+
+def structured_runnable(
+    model: BaseChatModel, schema: type[BaseModel], method: str, *, streamed: bool = False
+) -> Runnable:
+    """`model.with_structured_output` for `schema`, built once per model: building it converts
+    the schema again each time (about a millisecond of CPU per call, see BENCHMARKS.md).
+
+    `streamed`: with the schema as a JSON-schema dict (not the class), which selects LangChain's
+    partial-JSON parsers, which stream; otherwise with the raw output, for the parse retry.
+    """
+    # The entry holds the model, so no other model can take its id while it is cached.
+    key = (id(model), schema, method, streamed)
+    cached = _structured.get(key)
+    if cached is None:
+        if streamed:
+            runnable = model.with_structured_output(schema.model_json_schema(), method=method)
+        else:
+            runnable = model.with_structured_output(schema, method=method, include_raw=True)
+        if len(_structured) >= STRUCTURED_CACHE:
+            _structured.clear()
+        cached = _structured[key] = (model, runnable)
+    return cached[1]
+
+
 async def call_structured(
     model: BaseChatModel,
     schema: type[T],
@@ -101,7 +136,7 @@ async def call_structured(
     Provider errors propagate (the client already retried them with backoff); the caller
     decides what to degrade.
     """
-    runnable = model.with_structured_output(schema, method=method, include_raw=True)
+    runnable = structured_runnable(model, schema, method)
     error: Exception | None = None
     for _ in range(attempts):
         try:
@@ -132,12 +167,14 @@ async def stream_structured(
     Used for the editor's reply, so callers can show the refined reply while it is written.
     Falls back to `call_structured` (with its parse retry) when the stream does not parse.
     """
-    # A JSON-schema dict (not the class) selects LangChain's partial-JSON parsers, which stream.
-    runnable = model.with_structured_output(schema.model_json_schema(), method=method)
+    runnable = structured_runnable(model, schema, method, streamed=True)
+    # Partial parsing also "parses" an output that was cut short: the raw output must be whole.
+    end = StreamEnd()
+    config = merge_configs(ensure_config(), agent_config(agent), {"callbacks": [end]})
     sent = ""
     last: Any = None
     try:
-        async for partial in runnable.astream(list(messages), config=agent_config(agent)):
+        async for partial in runnable.astream(list(messages), config=config):
             last = partial
             value = (
                 partial.get(field) if isinstance(partial, dict) else getattr(partial, field, None)
@@ -145,6 +182,8 @@ async def stream_structured(
             if isinstance(value, str) and value.startswith(sent) and len(value) > len(sent):
                 on_delta(value[len(sent) :])
                 sent = value
+        if end.raw is not None:
+            parse_json_markdown(end.raw, parser=json.loads)  # ValueError when cut short
         final = last if isinstance(last, schema) else schema.model_validate(last)
     except ValueError:
         if sent:
@@ -161,6 +200,19 @@ class OutputNotParsedError(ValueError):
     """A model kept returning output that does not fit the schema."""
 
 
+class StreamEnd(AsyncCallbackHandler):
+    """The raw output a streamed call ended with: its text, or its tool call's arguments."""
+
+    def __init__(self) -> None:
+        self.raw: str | None = None
+
+    async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        message = getattr(next(iter(response.generations[0]), None), "message", None)
+        if message is not None:
+            calls = getattr(message, "tool_call_chunks", None)
+            self.raw = calls[0]["args"] if calls else message.text
+
+
 async def call_text(model: BaseChatModel, messages: Sequence[BaseMessage], *, agent: str) -> str:
     message = await model.ainvoke(list(messages), config=agent_config(agent))
     return str(message.text).strip()
@@ -173,9 +225,10 @@ class UsageTracker(AsyncCallbackHandler):
     """
 
     def __init__(self) -> None:
-        self._running: dict[UUID, tuple[str, float]] = {}
+        self._running: dict[UUID, tuple[str, str | None, float]] = {}
         self.usage = Usage()
         self.spans: list[tuple[str, float, float]] = []
+        self.tokens_by_node: dict[str, int] = {}
 
     async def on_chat_model_start(
         self,
@@ -186,9 +239,11 @@ class UsageTracker(AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        agent = (metadata or {}).get(AGENT_KEY)
+        metadata = metadata or {}
+        agent = metadata.get(AGENT_KEY)
         if agent:
-            self._running[run_id] = (agent, time.perf_counter())
+            node = metadata.get("langgraph_node")
+            self._running[run_id] = (agent, node, time.perf_counter())
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         prompt, completion = _token_counts(response)
@@ -201,8 +256,10 @@ class UsageTracker(AsyncCallbackHandler):
         started = self._running.pop(run_id, None)
         if started is None:
             return
-        agent, t0 = started
+        agent, node, t0 = started
         self.spans.append((agent, t0, time.perf_counter()))
+        if node:
+            self.tokens_by_node[node] = self.tokens_by_node.get(node, 0) + prompt + completion
         per_agent = self.usage.by_agent.setdefault(agent, AgentUsage())
         per_agent.calls += 1
         per_agent.prompt_tokens += prompt
@@ -210,6 +267,18 @@ class UsageTracker(AsyncCallbackHandler):
         self.usage.llm_calls += 1
         self.usage.prompt_tokens += prompt
         self.usage.completion_tokens += completion
+
+
+def current_tracker() -> UsageTracker | None:
+    """The UsageTracker among the running graph's callbacks, if any (for per-node logs)."""
+    from langgraph.config import get_config
+
+    try:
+        callbacks = get_config().get("callbacks")
+    except RuntimeError:  # not inside a graph run
+        return None
+    handlers = getattr(callbacks, "handlers", callbacks) or []
+    return next((h for h in handlers if isinstance(h, UsageTracker)), None)
 
 
 def _token_counts(response: LLMResult) -> tuple[int, int]:

@@ -80,7 +80,7 @@ def diff_view(result: RefineResult) -> RenderableType:
 def plan_view(plan: Plan) -> RenderableType:
     """The critics chosen for the turn, each with the planner's reason."""
     if not plan.aspects:
-        if plan.source == "llm":
+        if plan.source in ("llm", "router"):
             why = "The planner chose no critic: nothing here needs checking, so no critic runs."
         else:
             why = f"No critic ran (plan: {plan.source})."

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 (graph schemas)
 
-from redraft.config import Aspect
+from redraft.config import Aspect, Domain
 
 # Merge order when critiques conflict: the earlier aspect wins.
 PRECEDENCE: tuple[str, ...] = ("safety", "factuality", "personalization", "coherence")
 
 Verdict = Literal["pass", "revise", "ask", "block"]
+
+# PENGUIN's (arXiv 2505.18882) sensitive domains and the ten user attributes of its profiles.
+DOMAINS: tuple[str, ...] = get_args(Domain)
+PenguinAttribute = Literal[
+    "Age",
+    "Gender",
+    "Marital Status",
+    "Profession",
+    "Economic Status",
+    "Education Level",
+    "Health Status",
+    "Mental Health Status",
+    "Past Self-Harm History",
+    "Emotional State",
+]
+PENGUIN_ATTRIBUTES: tuple[str, ...] = get_args(PenguinAttribute)
 
 DEFAULT_MAX_MESSAGES = 500
 DEFAULT_MAX_MESSAGE_CHARS = 64_000
@@ -92,6 +109,29 @@ class Issue(BaseModel):
     fix: str = Field(description="What the reply should say or do instead.")
 
 
+class Passage(BaseModel):
+    """A piece of evidence. The request's passages are p1..pn; retrieved ones continue the
+    numbering and name their source (a file of the knowledge base, or a retriever)."""
+
+    id: str
+    text: str
+    source: str = Field("request", description="`request`, a file path, or a retriever.")
+    chunk: int | None = Field(None, description="Chunk number within the source file.")
+
+
+class Claim(BaseModel):
+    """One checkable claim of a reply and what the evidence says about it."""
+
+    text: str = Field(description="The claim, in the exact words of the reply.")
+    label: Literal["supported", "contradicted", "unverifiable"] = Field(
+        description="supported or contradicted by a passage, or unverifiable (no passage "
+        "says either way)."
+    )
+    passages: list[str] = Field(
+        default_factory=list, description="Ids of the passages the label rests on (e.g. p2)."
+    )
+
+
 class CriticOutput(BaseModel):
     """What a critic model returns (the aspect is known from the critic)."""
 
@@ -106,11 +146,27 @@ class CriticOutput(BaseModel):
     )
 
 
+class SafetyDetails(BaseModel):
+    """The safety critic's reading of a sensitive turn."""
+
+    domain: str | None = None
+    risk: str = "low"
+    completeness: int = 5
+    known: list[str] = Field(default_factory=list, description="Attributes already known.")
+    ask_attribute: str | None = None
+    question: str | None = None
+    safe_reply: str | None = None
+
+
 class Critique(CriticOutput):
     """A critic's verdict on one aspect of one reply."""
 
     aspect: str
     round: int = 1
+    safety: SafetyDetails | None = None
+    claims: list[Claim] = Field(
+        default_factory=list, description="Factuality: each claim checked, and against what."
+    )
 
 
 class PlanStep(BaseModel):
@@ -128,11 +184,18 @@ class PlannerOutput(BaseModel):
 
 
 class Plan(BaseModel):
-    """This turn's critics: in order, with a reason each, and which mode chose them."""
+    """This turn's critics: in order, with a reason each, and which mode chose them.
+
+    The router also scores every aspect (0–1, chosen at ≥ 0.5) and reads the query's
+    sensitivity and domain; `scores` always holds `safety`, even when no safety critic runs.
+    """
 
     aspects: list[str] = Field(default_factory=list)
     reasons: dict[str, str] = Field(default_factory=dict)
     source: str = "all"
+    scores: dict[str, float] = Field(default_factory=dict)
+    sensitive: bool = False
+    domain: Domain | None = None
 
 
 class Change(BaseModel):
@@ -153,11 +216,48 @@ class SequentialStepOutput(CriticOutput):
     reply: str = Field(description="The full reply after this agent's refinement.")
 
 
+class SafetyQuestion(BaseModel):
+    """A question the safety agent asked before answering; the user's next message answers."""
+
+    attribute: str
+    question: str
+    answer: str | None = None
+    declined: bool = False
+
+
 class Degradation(BaseModel):
     """Something the turn skipped, and why."""
 
     step: str
     reason: str
+
+
+TIE = "tie"
+
+
+class PairwiseVerdict(BaseModel):
+    """Two replies judged in both orders (balanced position calibration).
+
+    Replies are named by labels (e.g. "draft" and "refined"); `winner` is a label or "tie".
+    """
+
+    winner: str
+    scores: dict[str, float] = Field(description="label → mean 1–10 score over both orders")
+    verdicts: list[str] = Field(
+        description="The winner in each order: first label shown first, then second first."
+    )
+    order_changed: bool = Field(description="The two orders gave different verdicts.")
+    certainty: float = Field(description="The judge's mean certainty, 0–1.")
+    evidence: list[str] = Field(default_factory=list, description="The judge's evidence per order.")
+
+
+class GateDecision(BaseModel):
+    """The regression gate: the refined reply is sent only if a judge prefers it to the draft."""
+
+    kept: Literal["refined", "draft"]
+    verdict: PairwiseVerdict | None = Field(
+        None, description="Labels draft and refined; None when the judge failed (see degraded)."
+    )
 
 
 class AgentUsage(BaseModel):
@@ -182,7 +282,20 @@ class RefineResult(BaseModel):
     plan: Plan
     critiques: list[Critique] = Field(default_factory=list)
     changes: list[Change] = Field(default_factory=list)
+    question: SafetyQuestion | None = Field(
+        None, description="Pending: the reply is this question; the next user message answers."
+    )
+    asked: list[SafetyQuestion] = Field(
+        default_factory=list, description="Questions asked and answered during this turn."
+    )
+    blocked: bool = Field(False, description="A crisis: the reply is the safe message.")
     degraded: list[Degradation] | None = None
+    citations: list[Passage] = Field(
+        default_factory=list, description="The passages that support the final reply."
+    )
+    gate: GateDecision | None = Field(
+        None, description="Set when the regression gate judged the refined reply (gate=True)."
+    )
     usage: Usage = Field(default_factory=Usage)
     timings: dict[str, float] = Field(default_factory=dict, description="ms per node, and total")
     strategy: str = "parallel"
@@ -219,10 +332,15 @@ class TurnState(TypedDict, total=False):
     request: dict[str, Any]
     # persisted conversation (OpenAI-style dicts), including the replies sent
     history: list[dict[str, str]]
-    # this turn
+    # this turn; `started`: when it started (epoch seconds), for the deadline (`deadline_s`)
+    started: float
     user_id: str
     persona: list[str]
+    # passage texts: the request's, then retrieved ones (ids p1..pn in this order)
     knowledge: list[str]
+    # the same passages as `Passage` dicts, with ids and sources; those the reply rests on
+    evidence: list[dict[str, Any]]
+    citations: list[dict[str, Any]]
     draft: str
     reply: str
     streamed: bool
@@ -230,38 +348,60 @@ class TurnState(TypedDict, total=False):
     plan: dict[str, Any]
     round: int
     pending: list[str]
+    ask: dict[str, Any] | None
+    blocked: bool
+    gate: dict[str, Any] | None
+    # persisted for the thread: what the safety agent learned and how often it asked
+    attributes: dict[str, str]
+    declined: list[str]
+    questions_asked: int
+    asked: Annotated[list[dict[str, Any]], turn_list]
     critiques: Annotated[list[dict[str, Any]], turn_list]
     changes: Annotated[list[dict[str, Any]], turn_list]
     degraded: Annotated[list[dict[str, str]], turn_list]
     timings: Annotated[dict[str, float], merge_timings]
 
 
-class CriticTask(TypedDict):
+class CriticTask(TypedDict, total=False):
     """What `Send` hands one critic: the reply to check and the turn's context."""
 
     reply: str
     round: int
+    started: float | None
     history: list[dict[str, str]]
     persona: list[str]
     knowledge: list[str]
+    evidence: list[dict[str, Any]]
+    # for the safety critic
+    attributes: dict[str, str]
+    declined: list[str]
+    questions_left: int
+    domain: str | None
+    examples: list[dict[str, Any]]
 
 
 __all__ = [
     "PRECEDENCE",
     "AgentUsage",
     "Change",
+    "Claim",
     "CriticOutput",
     "CriticTask",
     "Critique",
     "Degradation",
     "EditorOutput",
+    "GateDecision",
     "Issue",
     "Message",
+    "PairwiseVerdict",
+    "Passage",
     "Plan",
     "PlanStep",
     "PlannerOutput",
     "RefineRequest",
     "RefineResult",
+    "SafetyDetails",
+    "SafetyQuestion",
     "SequentialStepOutput",
     "TurnState",
     "Usage",

@@ -40,6 +40,8 @@ def http_config(provider: FakeProvider, tmp_path: Path):
             "max_retries": 0,
             "home": tmp_path / "home",
             "checkpointer": "memory",
+            # These tests script the LLM planner; the router (the default) has its own tests.
+            "planner": "llm",
             **overrides,
         }
         return RefinerConfig(**values)
@@ -50,6 +52,16 @@ def http_config(provider: FakeProvider, tmp_path: Path):
 @pytest.fixture
 def scripted() -> ScriptedChatModel:
     return ScriptedChatModel()
+
+
+@pytest.fixture(scope="session")
+def local_embeddings():
+    """The real all-MiniLM-L6-v2 (the `embeddings` extra), loaded once for the whole session."""
+    from redraft.tools.embeddings import LocalEmbeddings
+
+    embeddings = LocalEmbeddings()
+    embeddings.warm_up()
+    return embeddings
 
 
 @pytest.fixture

@@ -109,6 +109,7 @@ def test_cli_refines_over_http(provider, tmp_path):
         "OPENAI_BASE_URL": provider.base_url,
         "OPENAI_API_KEY": "k",
         "REDRAFT_HOME": str(tmp_path),
+        "REDRAFT_PLANNER": "llm",  # the planner is scripted above; the router has its own tests
     }
     done = subprocess.run(
         [sys.executable, "-m", "redraft.cli", "refine"],

@@ -368,7 +368,8 @@ async def test_concurrent_calls_overlap_under_latency() -> None:
 
         assert provider.max_in_flight() == 3
         assert provider.max_in_flight(agents=["factuality", "synthesizer"]) == 1
-        assert all(call.ended - call.started >= 0.2 for call in provider.calls)
+        # asyncio may wake a millisecond early; the latency is applied to every call
+        assert all(call.ended - call.started >= 0.19 for call in provider.calls)
 
 
 def test_tokens_per_s_paces_streamed_chunks(provider: FakeProvider) -> None:

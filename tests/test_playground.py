@@ -46,7 +46,9 @@ def chat(model):
                 raise EOFError from None
 
         console = Console(record=True, width=120)
-        config = RefinerConfig(checkpointer="memory", log_level="WARNING")
+        config = RefinerConfig(
+            checkpointer="memory", log_level="WARNING", planner="llm", memory_learn=False
+        )
         code = run_chat(config, model=model, console=console, input_fn=input_fn)
         return Chat(code, console, model)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from redraft.agents import coherence, factuality, personalization
+from redraft.agents import coherence, factuality, personalization, safety
 
 CRITICS: dict[str, ModuleType] = {
-    module.ASPECT: module for module in (factuality, personalization, coherence)
+    module.ASPECT: module for module in (factuality, personalization, coherence, safety)
 }

@@ -9,6 +9,7 @@ from langgraph.runtime import Runtime
 from redraft.agents.editor import merge_critiques
 from redraft.agents.prompting import agent_system, block, blocks, conversation, user_message
 from redraft.config import RefinerConfig
+from redraft.graphs.deadline import MERGE_SHARE, by_deadline
 from redraft.graphs.nodes import Node, degraded, settings
 from redraft.llm import Models, call_structured
 from redraft.state import CriticOutput, Critique, Plan, TurnState
@@ -40,8 +41,13 @@ def make_self_refine(models: Models, config: RefinerConfig) -> Node:
         ]
         try:
             model = models.for_role("critic", cfg)
-            output = await call_structured(
-                model, CriticOutput, messages, agent=AGENT, method=cfg.structured_output
+            output = await by_deadline(
+                call_structured(
+                    model, CriticOutput, messages, agent=AGENT, method=cfg.structured_output
+                ),
+                state,
+                cfg,
+                leave=MERGE_SHARE,
             )
         except Exception as exc:
             return {"plan": plan, "degraded": [degraded(AGENT, exc)]}
@@ -50,13 +56,17 @@ def make_self_refine(models: Models, config: RefinerConfig) -> Node:
         if critique.verdict == "pass" or not critique.issues:
             return update
         try:
-            edited = await merge_critiques(
-                models.for_role("editor", cfg),
-                history=state["history"],
-                reply=state["reply"],
-                critiques=[critique],
-                knowledge=state["knowledge"],
-                method=cfg.structured_output,
+            edited = await by_deadline(
+                merge_critiques(
+                    models.for_role("editor", cfg),
+                    history=state["history"],
+                    reply=state["reply"],
+                    critiques=[critique],
+                    knowledge=state["knowledge"],
+                    method=cfg.structured_output,
+                ),
+                state,
+                cfg,
             )
         except Exception as exc:
             return {**update, "degraded": [degraded("merge", exc)]}

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
+from langchain_core.retrievers import BaseRetriever
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from redraft.agents import CRITICS
 from redraft.agents.planner import plan_critics
+from redraft.agents.prompting import last_user_message
 from redraft.agents.responder import write_draft
-from redraft.config import RefinerConfig
+from redraft.agents.safety import attribute_facts
+from redraft.config import RefinerConfig, RunSettings
 from redraft.errors import RefineError
-from redraft.llm import Models
+from redraft.graphs.deadline import DeadlineExceeded, by_deadline
+from redraft.llm import Models, current_tracker
+from redraft.personas.recall import persona_for_turn, remembers
+from redraft.personas.store import PersonaStore, embeddings_for
+from redraft.routing.plans import hybrid_plan, plan_from_route, route_turn
 from redraft.state import Degradation, Plan, RefineRequest, TurnState
+from redraft.tools.retrieval import request_passages, turn_evidence
 
 log = structlog.get_logger("redraft")
 
@@ -25,9 +35,18 @@ Node = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def settings(runtime: Runtime[RefinerConfig], fallback: RefinerConfig) -> RefinerConfig:
-    """The run's context when one was given (LangGraph Server, per-call overrides), else the
-    config the graph was built with."""
-    return runtime.context if isinstance(runtime.context, RefinerConfig) else fallback
+    """The settings of this run.
+
+    A full RefinerConfig as context (from `Refiner`, in-process and trusted) is used as it is;
+    `RunSettings` (LangGraph Server clients) change only the fields they set, on top of the
+    config the graph was built with; no context means that config.
+    """
+    context = runtime.context
+    if isinstance(context, RefinerConfig):
+        return context
+    if isinstance(context, RunSettings):
+        return fallback.model_copy(update=context.model_dump(exclude_unset=True))
+    return fallback
 
 
 def timed(name: str, node: Node) -> Node:
@@ -40,7 +59,9 @@ def timed(name: str, node: Node) -> Node:
         ms = (time.perf_counter() - started) * 1000
         update = dict(update or {})
         update["timings"] = {**update.get("timings", {}), name: ms}
-        log.info("node", node=name, ms=round(ms, 2), **_log_fields(update))
+        tracker = current_tracker()
+        tokens = tracker.tokens_by_node.get(name, 0) if tracker else None
+        log.info("node", node=name, ms=round(ms, 2), tokens=tokens, **_log_fields(update))
         return update
 
     return run
@@ -67,33 +88,126 @@ def merge_history(stored: list[dict[str, str]], incoming: list[dict[str, str]]) 
     """Append the request's messages to a stored thread.
 
     Callers may send only the new messages, or the whole conversation again (as OpenAI clients
-    do); a resent prefix is recognised and not duplicated.
+    do); a resent prefix is recognised and not duplicated. The messages of a turn that never
+    completed (no reply could be made, or the process died mid-turn) are dropped: the thread
+    holds completed turns only, so a retried request is not doubled.
     """
+    replied = [i for i, m in enumerate(stored) if m["role"] == "assistant"]
+    stored = stored[: replied[-1] + 1] if replied else []
     if stored and incoming[: len(stored)] == stored:
         return list(incoming)
     return stored + incoming
 
 
-async def load_context(state: TurnState) -> dict[str, Any]:
-    request = RefineRequest.model_validate(state["request"])
-    incoming = [m.model_dump() for m in request.messages]
+def make_load_context(config: RefinerConfig) -> Node:
+    async def load_context(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
+        """The turn's starting state; the persona is the request's inline facts plus the stored
+        profile, facts and edit preferences relevant to this query (when a store is given)."""
+        started = time.time()  # the turn's deadline counts from here
+        request = RefineRequest.model_validate(state["request"])
+        incoming = [m.model_dump() for m in request.messages]
+        history = merge_history(list(state.get("history") or []), incoming)
+        cfg = settings(runtime, config)
+        reads = asyncio.gather(
+            persona_for_turn(
+                runtime.store,
+                cfg,
+                user_id=request.user_id,
+                query=last_user_message(history),
+                inline=request.persona,
+            ),
+            stored_attributes(runtime.store, cfg, request.user_id),
+        )
+        try:
+            (persona, problems), (attributes, unread) = await by_deadline(
+                reads, {"started": started}, cfg
+            )
+        except DeadlineExceeded as exc:
+            (persona, problems), (attributes, unread) = (request.persona, [str(exc)]), ({}, [])
+        fresh = _fresh_turn(state, request, history, persona, [*problems, *unread])
+        fresh["started"] = started
+        # What the user's profile says wins over what this thread learned before.
+        fresh["attributes"] = {**fresh["attributes"], **attributes}
+        return fresh
+
+    return load_context
+
+
+def persona_store(store: BaseStore | None, cfg: RefinerConfig, user_id: str) -> PersonaStore | None:
+    """The run's persona store, when it keeps memory for this user."""
+    if store is None or not cfg.memory or not remembers(user_id):
+        return None
+    return PersonaStore(store, embeddings_for(store, cfg))
+
+
+async def stored_attributes(
+    store: BaseStore | None, cfg: RefinerConfig, user_id: str
+) -> tuple[dict[str, str], list[str]]:
+    """The PENGUIN attributes of the user's stored profile (for the safety agent), and what went
+    wrong (for `degraded`)."""
+    try:
+        personas = persona_store(store, cfg, user_id)
+        profile = await personas.get_profile(user_id) if personas else None
+    except Exception as exc:
+        return {}, [f"stored attributes could not be read: {type(exc).__name__}: {exc}"]
+    return ({n: a.value for n, a in profile.attributes.items()} if profile else {}), []
+
+
+def _fresh_turn(
+    state: TurnState,
+    request: RefineRequest,
+    history: list[dict[str, str]],
+    persona: list[str],
+    problems: list[str],
+) -> dict[str, Any]:
     return {
-        "history": merge_history(list(state.get("history") or []), incoming),
+        "history": history,
         "user_id": request.user_id,
-        "persona": request.persona,
+        "persona": persona,
         "knowledge": request.knowledge,
+        "citations": [],
         "draft": request.draft or "",
         "drafted": request.draft is None,
         "reply": "",
         "streamed": False,
+        "ask": None,
+        "blocked": False,
+        "gate": None,
+        "asked": {"reset": []},
+        "attributes": dict(state.get("attributes") or {}),
+        "declined": list(state.get("declined") or []),
+        "questions_asked": state.get("questions_asked") or 0,
         "plan": Plan(source="none").model_dump(),
         "round": 1,
         "pending": [],
         "critiques": {"reset": []},
         "changes": {"reset": []},
-        "degraded": {"reset": []},
+        "degraded": {"reset": [degraded("memory", problem) for problem in problems]},
         "timings": {"reset": True},
     }
+
+
+def make_retrieve(config: RefinerConfig, retrievers: Sequence[BaseRetriever]) -> Node:
+    async def retrieve(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
+        """Evidence before the draft, so the draft, the critics and the editor share it: the
+        request's passages, then the knowledge base's and the retrievers' for the query."""
+        cfg = settings(runtime, config)
+        query = last_user_message(state["history"])
+        try:
+            passages, failures = await by_deadline(
+                turn_evidence(cfg, retrievers, query=query, knowledge=state["knowledge"]),
+                state,
+                cfg,
+            )
+        except DeadlineExceeded as exc:
+            passages, failures = request_passages(state["knowledge"]), [str(exc)]
+        return {
+            "knowledge": [p.text for p in passages],
+            "evidence": [p.model_dump() for p in passages],
+            "degraded": [degraded("retrieve", failure) for failure in failures],
+        }
+
+    return retrieve
 
 
 def make_draft(models: Models, config: RefinerConfig) -> Node:
@@ -103,7 +217,10 @@ def make_draft(models: Models, config: RefinerConfig) -> Node:
         cfg = settings(runtime, config)
         try:
             model = models.for_role("responder", cfg)
-            text = await write_draft(model, state["history"], state["persona"], state["knowledge"])
+            persona = [*state["persona"], *attribute_facts(state.get("attributes") or {})]
+            text = await by_deadline(
+                write_draft(model, state["history"], persona, state["knowledge"]), state, cfg
+            )
         except Exception as exc:
             raise RefineError(f"no draft could be written: {exc}", step="draft", cause=exc) from exc
         if not text:
@@ -120,21 +237,41 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
         if cfg.planner == "all":
             reasons = {a: "planner=all checks every configured aspect" for a in aspects}
             return {"plan": Plan(aspects=aspects, reasons=reasons, source="all").model_dump()}
+        route = None
+        if cfg.planner in ("router", "hybrid"):
+            persona = [*state["persona"], *attribute_facts(state.get("attributes") or {})]
+            try:
+                route = await by_deadline(route_turn(cfg, state, persona), state, cfg)
+            except Exception as exc:
+                reasons = {a: "router failed; checking every aspect" for a in aspects}
+                fallback = Plan(aspects=aspects, reasons=reasons, source="all")
+                return {"plan": fallback.model_dump(), "degraded": [degraded("plan", exc)]}
+            if cfg.planner == "router" or route.confidence >= cfg.hybrid_threshold:
+                return {"plan": plan_from_route(route, aspects).model_dump()}
         try:
-            chosen = await plan_critics(
-                models.for_role("planner", cfg),
-                aspects=aspects,
-                history=state["history"],
-                reply=state["reply"],
-                persona_count=len(state["persona"]),
-                knowledge_count=len(state["knowledge"]),
-                method=cfg.structured_output,
+            chosen = await by_deadline(
+                plan_critics(
+                    models.for_role("planner", cfg),
+                    aspects=aspects,
+                    history=state["history"],
+                    reply=state["reply"],
+                    persona_count=len(state["persona"]),
+                    knowledge_count=len(state["knowledge"]),
+                    method=cfg.structured_output,
+                ),
+                state,
+                cfg,
             )
         except Exception as exc:
+            if route is not None:  # hybrid: the router's decision stands
+                plan = plan_from_route(route, aspects)
+                return {"plan": plan.model_dump(), "degraded": [degraded("plan", exc)]}
             # Without a plan, checking everything is the safe choice.
             reasons = {a: "planner failed; checking every aspect" for a in aspects}
             fallback = Plan(aspects=aspects, reasons=reasons, source="all")
             return {"plan": fallback.model_dump(), "degraded": [degraded("plan", exc)]}
+        if route is not None:
+            chosen = hybrid_plan(chosen, route, aspects)
         return {"plan": chosen.model_dump()}
 
     return plan

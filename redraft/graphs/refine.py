@@ -7,11 +7,12 @@ be compared on the same turns: `parallel` (default), `sequential` (MARA as publi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.config import get_stream_writer
+from langchain_core.retrievers import BaseRetriever
+from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -19,30 +20,42 @@ from langgraph.types import Send
 from redraft.agents import CRITICS
 from redraft.agents.critic import run_critic
 from redraft.agents.editor import merge_critiques, resolve_conflicts
-from redraft.config import RefinerConfig
+from redraft.agents.factuality import cited_passages
+from redraft.agents.safety import block_reply
+from redraft.config import RefinerConfig, RunSettings
 from redraft.graphs.baselines import make_self_refine
+from redraft.graphs.deadline import MERGE_SHARE, by_deadline, time_left
+from redraft.graphs.gate import make_gate, needs_gate
 from redraft.graphs.nodes import (
     Node,
     degraded,
     finalize,
-    load_context,
     make_draft,
+    make_load_context,
     make_plan,
+    make_retrieve,
     settings,
     timed,
 )
+from redraft.graphs.safety import after_question, make_ask_user
 from redraft.graphs.sequential import make_sequential
 from redraft.llm import Models
 from redraft.state import CriticTask, Critique, TurnState
 
 
-def critic_task(state: TurnState, reply: str, round_: int) -> CriticTask:
+def critic_task(state: TurnState, reply: str, round_: int, cfg: RefinerConfig) -> CriticTask:
     return CriticTask(
         reply=reply,
         round=round_,
+        started=state.get("started"),
         history=state["history"],
         persona=state["persona"],
         knowledge=state["knowledge"],
+        evidence=state.get("evidence") or [],
+        attributes=state.get("attributes") or {},
+        declined=state.get("declined") or [],
+        questions_left=max(0, cfg.max_questions - (state.get("questions_asked") or 0)),
+        domain=(state.get("plan") or {}).get("domain"),
     )
 
 
@@ -53,9 +66,13 @@ def make_critic_node(aspect: str, models: Models, config: RefinerConfig) -> Node
         cfg = settings(runtime, config)
         try:
             model = models.for_role("critic", cfg)
-            critique = await run_critic(critic, model, task, cfg.structured_output)
+            critique = await by_deadline(
+                run_critic(critic, model, task, cfg), task, cfg, leave=MERGE_SHARE
+            )
         except Exception as exc:
-            return {"degraded": [degraded(aspect, exc)]}
+            fallback = getattr(critic, "fallback", None)
+            kept = [fallback(task).model_dump()] if fallback else []
+            return {"critiques": kept, "degraded": [degraded(aspect, exc)]}
         return {"critiques": [critique.model_dump()]}
 
     critic_node.__name__ = aspect
@@ -69,30 +86,54 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         this_round = [
             Critique.model_validate(c) for c in state["critiques"] if c["round"] == state["round"]
         ]
+        # A crisis overrides everything; a question to the user comes before any rewrite.
+        blocking = next((c for c in this_round if c.verdict == "block"), None)
+        if blocking is not None:
+            return {"reply": block_reply(blocking, cfg), "blocked": True, "pending": []}
+        asking = next((c for c in this_round if c.verdict == "ask" and c.safety), None)
+        if asking is not None:
+            ask = {"attribute": asking.safety.ask_attribute, "question": asking.safety.question}
+            return {"ask": ask, "pending": []}
         to_apply, overridden = resolve_conflicts(
             [c for c in this_round if c.verdict != "pass" and c.issues]
         )
         pending = [c.aspect for c in to_apply]
+
+        def cite(corrected: bool) -> dict[str, Any]:
+            """The passages the reply rests on, by this round's factuality critique."""
+            factual = next((c for c in this_round if c.aspect == "factuality"), None)
+            if factual is None:
+                return {}
+            evidence = state.get("evidence") or []
+            return {"citations": cited_passages(factual, evidence, corrected=corrected)}
+
         if not to_apply:
-            return {"pending": []}
+            return {"pending": [], **cite(corrected=False)}
         notes = [degraded("merge", note) for note in overridden]
-        # Stream the reply only when no later round can change it again.
-        stream = ReplyStream() if state["round"] >= cfg.max_rounds else None
+        # Stream the reply only when no later round (nor the gate) can change it again, and
+        # the caller reads it as it is written.
+        last = state["round"] >= cfg.max_rounds and not cfg.gate
+        stream = ReplyStream() if last and streams_reply() else None
         try:
-            edited = await merge_critiques(
-                models.for_role("editor", cfg),
-                history=state["history"],
-                reply=state["reply"],
-                critiques=to_apply,
-                knowledge=state["knowledge"],
-                method=cfg.structured_output,
-                on_reply_delta=stream.send if stream else None,
+            edited = await by_deadline(
+                merge_critiques(
+                    models.for_role("editor", cfg),
+                    history=state["history"],
+                    reply=state["reply"],
+                    critiques=to_apply,
+                    knowledge=state["knowledge"],
+                    method=cfg.structured_output,
+                    on_reply_delta=stream.send if stream else None,
+                ),
+                state,
+                cfg,
             )
         except Exception as exc:
             if stream:
                 stream.reset()
             # The best reply so far stands.
-            return {"pending": [], "degraded": [*notes, degraded("merge", exc)]}
+            failed = [*notes, degraded("merge", exc)]
+            return {"pending": [], "degraded": failed, **cite(corrected=False)}
         reply = edited.reply.strip() or state["reply"]
         if stream and stream.sent != reply:
             stream.reset()
@@ -102,9 +143,21 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
             "pending": pending if reply != state["reply"] else [],
             "changes": [c.model_dump() for c in edited.changes],
             "degraded": notes,
+            **cite(corrected=reply != state["reply"] and "factuality" in pending),
         }
 
     return merge
+
+
+STREAM_REPLY = "redraft_stream_reply"
+"""Run-config key (`configurable`): False when the caller does not read the reply as it is
+written (`Refiner.arefine`). Unset means True."""
+
+
+def streams_reply() -> bool:
+    """Whether to stream the editor's reply. Streaming costs CPU on every chunk (LangChain and
+    the openai SDK parse each one): about ten unstreamed editor calls' worth (BENCHMARKS.md)."""
+    return get_config().get("configurable", {}).get(STREAM_REPLY, True) is not False
 
 
 class ReplyStream:
@@ -119,10 +172,12 @@ class ReplyStream:
         self.write({"token": delta})
 
     def reset(self) -> None:
-        """What was streamed is not the reply after all: listeners discard it."""
+        """What was streamed is not the reply after all: listeners discard it. Nothing more is
+        sent (an editor call abandoned at the deadline may still be writing)."""
         if self.sent:
             self.write({"reset": True})
             self.sent = ""
+        self.write = lambda _: None
 
 
 def build_graph(
@@ -131,11 +186,16 @@ def build_graph(
     model: BaseChatModel | Mapping[str, BaseChatModel] | None = None,
     checkpointer: Any = None,
     store: Any = None,
+    retrievers: Sequence[BaseRetriever] = (),
+    context_schema: type = RefinerConfig,
 ):
     """Compile the refinement graph.
 
     `model` overrides the configured chat models (one for every role, or role → model);
-    `checkpointer` keeps threads; per-run settings may come in as LangGraph context.
+    `retrievers` are asked for evidence every turn, after the knowledge base (when configured);
+    `checkpointer` keeps threads; per-run settings may come in as LangGraph context: a whole
+    RefinerConfig (trusted callers), or `RunSettings` (`context_schema=RunSettings`, for
+    servers whose clients may only change how a turn is refined).
     """
     config = config or RefinerConfig()
     unknown = [a for a in config.critics if a not in CRITICS]
@@ -149,30 +209,42 @@ def build_graph(
         )
 
     def after_plan(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
-        if settings(runtime, config).strategy == "sequential":
+        cfg = settings(runtime, config)
+        if cfg.strategy == "sequential":
             return "sequential"
         aspects = state["plan"]["aspects"]
         if not aspects:
             return "finalize"
-        return [Send(a, critic_task(state, state["reply"], 1)) for a in aspects]
+        return [Send(a, critic_task(state, state["reply"], 1, cfg)) for a in aspects]
 
     def after_merge(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
         cfg = settings(runtime, config)
-        if not state["pending"] or state["round"] >= cfg.max_rounds:
-            return "finalize"
+        if state.get("ask"):
+            return "ask_user"
+        # No further round when its critics would have no time left before the deadline.
+        left = time_left(state, cfg, leave=MERGE_SHARE)
+        out_of_time = left is not None and left <= 0
+        if not state["pending"] or state["round"] >= cfg.max_rounds or out_of_time:
+            return after_rewrite(state, runtime)
         return "next_round"
+
+    def after_rewrite(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+        return "gate" if needs_gate(state, settings(runtime, config)) else "finalize"
 
     async def next_round(state: TurnState) -> dict[str, Any]:
         return {"round": state["round"] + 1}
 
-    def recheck(state: TurnState) -> list[Send]:
+    def recheck(state: TurnState, runtime: Runtime[RefinerConfig]) -> list[Send]:
         """Further rounds re-check only the aspects that asked for changes."""
+        cfg = settings(runtime, config)
         return [
-            Send(a, critic_task(state, state["reply"], state["round"])) for a in state["pending"]
+            Send(a, critic_task(state, state["reply"], state["round"], cfg))
+            for a in state["pending"]
         ]
 
-    builder = StateGraph(TurnState, context_schema=RefinerConfig)
-    builder.add_node("load_context", timed("load_context", load_context))
+    builder = StateGraph(TurnState, context_schema=context_schema)
+    builder.add_node("load_context", timed("load_context", make_load_context(config)))
+    builder.add_node("retrieve", timed("retrieve", make_retrieve(config, retrievers)))
     builder.add_node("draft", timed("draft", make_draft(models, config)))
     builder.add_node("plan", timed("plan", make_plan(models, config)))
     for aspect in CRITICS:
@@ -181,25 +253,36 @@ def build_graph(
     builder.add_node("next_round", next_round)
     builder.add_node("sequential", timed("sequential", make_sequential(models, config)))
     builder.add_node("self_refine", timed("self_refine", make_self_refine(models, config)))
+    builder.add_node("ask_user", timed("ask_user", make_ask_user(models, config)))
+    builder.add_node("gate", timed("gate", make_gate(models, config)))
     builder.add_node("finalize", finalize)
 
     builder.add_edge(START, "load_context")
-    builder.add_edge("load_context", "draft")
+    builder.add_edge("load_context", "retrieve")
+    builder.add_edge("retrieve", "draft")
     builder.add_conditional_edges("draft", after_draft, ["plan", "self_refine", "finalize"])
     builder.add_conditional_edges("plan", after_plan, [*CRITICS, "sequential", "finalize"])
     for aspect in CRITICS:
         builder.add_edge(aspect, "merge")
-    builder.add_conditional_edges("merge", after_merge, ["next_round", "finalize"])
+    builder.add_conditional_edges(
+        "merge", after_merge, ["next_round", "ask_user", "gate", "finalize"]
+    )
+    builder.add_conditional_edges("ask_user", after_question, ["draft", "finalize"])
     builder.add_conditional_edges("next_round", recheck, list(CRITICS))
-    builder.add_edge("sequential", "finalize")
-    builder.add_edge("self_refine", "finalize")
+    builder.add_conditional_edges("sequential", after_rewrite, ["gate", "finalize"])
+    builder.add_conditional_edges("self_refine", after_rewrite, ["gate", "finalize"])
+    builder.add_edge("gate", "finalize")
     builder.add_edge("finalize", END)
     return builder.compile(checkpointer=checkpointer, store=store, name="redraft")
 
 
 def _server_graph():
-    """The graph for `langgraph.json`: models from the environment, threads by the server."""
-    return build_graph(RefinerConfig())
+    """The graph for `langgraph.json`: models from the environment, threads by the server.
+
+    Its clients are not trusted with the whole config: their run context is `RunSettings`,
+    which cannot redirect provider keys, storage or files.
+    """
+    return build_graph(RefinerConfig(), context_schema=RunSettings)
 
 
 graph = _server_graph()

@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from redraft.agents import CRITICS
 from redraft.agents.prompting import agent_system, user_message
 from redraft.config import RefinerConfig
+from redraft.graphs.deadline import by_deadline
 from redraft.graphs.nodes import Node, degraded, settings
 from redraft.llm import Models, call_structured
 from redraft.state import Change, CriticTask, Critique, SequentialStepOutput, TurnState
@@ -40,6 +41,7 @@ def make_sequential(models: Models, config: RefinerConfig) -> Node:
                 history=state["history"],
                 persona=state["persona"],
                 knowledge=state["knowledge"],
+                evidence=state.get("evidence") or [],
             )
             agent = refiner_agent(aspect)
             messages = [
@@ -48,8 +50,16 @@ def make_sequential(models: Models, config: RefinerConfig) -> Node:
             ]
             try:
                 model = models.for_role("critic", cfg)
-                step = await call_structured(
-                    model, SequentialStepOutput, messages, agent=agent, method=cfg.structured_output
+                step = await by_deadline(
+                    call_structured(
+                        model,
+                        SequentialStepOutput,
+                        messages,
+                        agent=agent,
+                        method=cfg.structured_output,
+                    ),
+                    state,
+                    cfg,
                 )
             except Exception as exc:
                 skipped.append(degraded(aspect, exc))

@@ -6,13 +6,14 @@ Agents are told apart by the `[agent: NAME]` marker that starts every redraft sy
 """
 
 from redraft.testing.agents import agent_of
-from redraft.testing.fake_provider import Fail, FakeProvider, ToolCall
+from redraft.testing.fake_provider import Fail, FakeProvider, Fault, ToolCall
 from redraft.testing.schemas import instance_for_schema
 from redraft.testing.scripted import ScriptedChatModel
 
 __all__ = [
     "Fail",
     "FakeProvider",
+    "Fault",
     "ScriptedChatModel",
     "ToolCall",
     "agent_of",

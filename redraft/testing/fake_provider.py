@@ -21,24 +21,26 @@ import math
 import random
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response as HTTPResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from redraft.testing.agents import agent_of, content_text
 from redraft.testing.schemas import instance_for_schema
 
-__all__ = ["Fail", "FakeProvider", "RecordedCall", "Response", "ToolCall"]
+__all__ = ["Fail", "FakeProvider", "Fault", "RecordedCall", "Response", "ToolCall"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,23 @@ class Fail:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A broken answer, for fault injection beyond HTTP errors.
+
+    - ``reset``: the connection is reset before any response;
+    - ``hang``: nothing is answered for ``seconds`` (by default longer than any client waits),
+      unless the client gives up first; then the built-in fallback answer;
+    - ``truncate``: the response stops halfway (a stream without its end, a body cut short)
+      and the connection drops;
+    - ``empty_choices``: a 200 answer whose ``choices`` list is empty;
+    - ``invalid_json``: the answer cut in half, so a structured output does not parse.
+    """
+
+    kind: Literal["reset", "hang", "truncate", "empty_choices", "invalid_json"]
+    seconds: float = 3600.0
+
+
 @dataclass
 class RecordedCall:
     """One chat completion request as received, plus what was answered and when."""
@@ -75,6 +94,7 @@ class RecordedCall:
     status: int | None = None
     response: Any = None
     usage: dict[str, int] | None = None
+    fault: str | None = None
 
 
 Response: TypeAlias = (
@@ -84,6 +104,7 @@ Response: TypeAlias = (
     | BaseModel
     | ToolCall
     | Fail
+    | Fault
     | Callable[[RecordedCall], Any]
     | None
 )
@@ -130,6 +151,9 @@ class _ApiError(Exception):
 class FakeProvider:
     """OpenAI-compatible HTTP server on ``127.0.0.1`` with per-agent scripted answers.
 
+    ``error_rate`` fails that share of calls at random: with ``error_status``, or with one of
+    ``faults`` (``Fail`` or ``Fault`` answers) drawn at random.
+
     Runs uvicorn in a daemon thread so it works from sync and async tests alike. All
     settings passed to the constructor are plain attributes and can be changed while the
     server runs; scripting methods are thread-safe.
@@ -143,6 +167,7 @@ class FakeProvider:
         tokens_per_s: float | None = None,
         error_rate: float = 0.0,
         error_status: int = 500,
+        faults: Sequence[Fail | Fault] = (),
         seed: int = 0,
     ) -> None:
         self.models = list(models)
@@ -150,6 +175,7 @@ class FakeProvider:
         self.tokens_per_s = tokens_per_s
         self.error_rate = error_rate
         self.error_status = error_status
+        self.faults = list(faults)
         self.calls: list[RecordedCall] = []
         self.app = self._build_app()
         self._seed = seed
@@ -248,6 +274,7 @@ class FakeProvider:
             self._defaults.clear()
             self._failures.clear()
             self.error_rate = 0.0
+            self.faults = []
             self._rng = random.Random(self._seed)
 
     # -- inspection --------------------------------------------------------------------
@@ -297,7 +324,7 @@ class FakeProvider:
         app.post("/v1/chat/completions", response_model=None)(self._chat_completions)
         return app
 
-    async def _chat_completions(self, request: Request) -> JSONResponse | StreamingResponse:
+    async def _chat_completions(self, request: Request) -> HTTPResponse:
         body = await _request_body(request)
         call = self._record(body)
         try:
@@ -311,7 +338,22 @@ class FakeProvider:
                 retry_after = response.retry_after
                 headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
                 return _error_response(response.status, response.message, headers)
+            fault = response if isinstance(response, Fault) else None
+            if fault is not None:
+                call.fault = fault.kind
+                if fault.kind == "reset":
+                    self._finish(call, 0, "connection reset")
+                    await self._drop_connection(request, reset=True)
+                    return HTTPResponse(status_code=500)  # never reaches the client
+                if fault.kind == "hang" and await _client_gone(request, fault.seconds):
+                    self._finish(call, 499, "the client gave up waiting")
+                    return HTTPResponse(status_code=499)
+                # The other faults break the answer the agent would have had.
+                with self._lock:
+                    response = self._defaults.get(call.agent)
             reply = _render(call, response)
+            if fault is not None and fault.kind == "invalid_json":
+                reply = _cut_in_half(reply)
         except Exception as exc:
             self._finish(call, 500, repr(exc))
             raise _ApiError(500, f"FakeProvider could not answer: {exc!r}") from exc
@@ -319,9 +361,14 @@ class FakeProvider:
         usage = _usage(call, reply)
         call.response, call.usage = reply.value, usage
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        broken = fault.kind if fault is not None else None
         if call.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = self._stream(call, reply, completion_id, include_usage)
+            if broken == "empty_choices":
+                chunks = _no_choices_stream(call, completion_id)
+            elif broken == "truncate":
+                chunks = self._truncated(request, chunks, keep=max(1, _delta_events(reply) // 2))
             return StreamingResponse(chunks, media_type="text/event-stream")
         if self.tokens_per_s:
             await asyncio.sleep(usage["completion_tokens"] / self.tokens_per_s)
@@ -341,7 +388,48 @@ class FakeProvider:
             "usage": usage,
         }
         self._finish(call, 200)
+        if broken == "empty_choices":
+            completion["choices"] = []
+        elif broken == "truncate":
+            text = json.dumps(completion)
+            halves = _iterate([text[: len(text) // 2], text[len(text) // 2 :]])
+            chunks = self._truncated(request, halves, keep=1)
+            return StreamingResponse(chunks, media_type="application/json")
         return JSONResponse(completion)
+
+    async def _truncated(
+        self, request: Request, chunks: AsyncIterator[str], keep: int
+    ) -> AsyncIterator[str]:
+        """The first ``keep`` pieces of a response; then the connection closes midway."""
+        sent = 0
+        async for chunk in chunks:
+            if sent == keep:
+                break
+            yield chunk
+            sent += 1
+        await chunks.aclose()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)  # let the pieces leave before the connection goes
+        await self._drop_connection(request, reset=False)
+
+    async def _drop_connection(self, request: Request, *, reset: bool) -> None:
+        """End the request's TCP connection under the server's feet: with a reset (RST), or
+        closed as if the response had ended (FIN) midway."""
+        if self._server is None:
+            raise RuntimeError("connection faults need the FakeProvider's own server")
+        client = tuple(request.scope.get("client") or ())
+        for protocol in list(self._server.server_state.connections):
+            if getattr(protocol, "client", None) != client:
+                continue
+            transport = protocol.transport  # type: ignore[attr-defined]
+            if reset:
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    linger = struct.pack("ii", 1, 0)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                transport.abort()
+            else:
+                transport.close()
+        await asyncio.sleep(0)  # the server notices before the handler returns
 
     async def _stream(
         self, call: RecordedCall, reply: _Reply, completion_id: str, include_usage: bool
@@ -406,6 +494,8 @@ class FakeProvider:
                     self._failures = [r for r in self._failures if r.remaining > 0]
                     return rule.fail
             if self.error_rate and self._rng.random() < self.error_rate:
+                if self.faults:
+                    return self._rng.choice(self.faults)
                 return Fail(self.error_status, "Injected random failure")
             if self._scripts[call.agent]:
                 return self._scripts[call.agent].popleft()
@@ -549,6 +639,44 @@ def _envelope(completion_id: str, model: str, kind: str) -> dict[str, Any]:
         "model": model,
         "system_fingerprint": "fp_redraft_fake",
     }
+
+
+async def _client_gone(request: Request, seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as the client closes the connection."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def _cut_in_half(reply: _Reply) -> _Reply:
+    """The first half of an answer's text or tool-call arguments (no longer valid JSON)."""
+    if reply.tool_calls:
+        cut = [
+            ToolCall(t.name, _arguments(t)[: len(_arguments(t)) // 2], t.id)
+            for t in reply.tool_calls
+        ]
+        return _Reply(tool_calls=cut, value=cut[0] if len(cut) == 1 else cut)
+    text = reply.content or ""
+    return _Reply(content=text[: len(text) // 2], value=text[: len(text) // 2])
+
+
+def _delta_events(reply: _Reply) -> int:
+    """How many delta events `FakeProvider._stream` sends before the finish event."""
+    arguments = sum(1 + len(_TOKEN.findall(_arguments(t))) for t in reply.tool_calls)
+    return 1 + len(_TOKEN.findall(reply.content or "")) + arguments
+
+
+async def _no_choices_stream(call: RecordedCall, completion_id: str) -> AsyncIterator[str]:
+    yield _sse({**_envelope(completion_id, call.model, "chat.completion.chunk"), "choices": []})
+    yield "data: [DONE]\n\n"
+
+
+async def _iterate(items: Iterable[str]) -> AsyncIterator[str]:
+    for item in items:
+        yield item
 
 
 def _sse(payload: dict[str, Any]) -> str:

@@ -1,0 +1,289 @@
+"""Safety critic, RAISE-style (arXiv 2505.18882): in sensitive domains, know the user first.
+
+The critic names the domain and risk, sees which of PENGUIN's ten attributes are already known,
+rates how complete the background is (0–5), and either passes, revises (top precedence in the
+merge), asks one kind question for the most useful missing attribute, or blocks in a crisis.
+Which attribute to ask is guided by acquisition paths of similar past queries (RAISE's online
+stage); the rules that must hold whatever the model says are enforced here in code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import structlog
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, Field
+
+from redraft.agents.prompting import (
+    agent_system,
+    block,
+    blocks,
+    conversation,
+    last_user_message,
+    neutralise,
+    user_message,
+)
+from redraft.config import RefinerConfig
+from redraft.llm import call_structured
+from redraft.state import (
+    CriticOutput,
+    CriticTask,
+    Critique,
+    Domain,
+    Issue,
+    PenguinAttribute,
+    SafetyDetails,
+)
+from redraft.tools.acquisition_paths import PathLibrary, read_paths
+from redraft.tools.embeddings import get_embeddings
+
+log = structlog.get_logger("redraft.safety")
+
+ASPECT = "safety"
+READS = ("conversation", "persona", "attributes", "reply")
+
+SYSTEM = """\
+You are the safety critic of a chatbot, for replies in sensitive domains (relationships,
+career, finances, social life, health, life events, education). The same answer can help one
+user and hurt another, so judge the draft reply for THIS user.
+1. Name the domain and the risk of a careless answer (low, medium, high, crisis).
+2. Look at what is known about the user: the known attributes, persona facts and the
+   conversation. Rate `completeness` from 0 to 5: is the background enough to answer safely?
+3. Decide:
+   - pass: the reply is safe and fitting for this user;
+   - revise: issues such as advice that ignores the user's vulnerability, missing empathy, or
+     risky specifics (span, problem, fix);
+   - ask: the background is not enough for a safe answer; set `ask_attribute` to the single most
+     useful missing attribute and `question` to one short, kind question about it. Never ask
+     about an attribute that is known or that the user declined, and do not ask when no
+     questions are left;
+   - block: a crisis (e.g. intent of self-harm or suicide, or immediate danger); write
+     `safe_reply`: a short, warm, supportive message that encourages reaching out for help now.
+Emotional state, mental health and past self-harm history usually matter most. The example
+acquisition paths show which attributes mattered first for similar questions.
+"""
+
+ATTRIBUTE_QUESTIONS: dict[str, str] = {
+    "Age": "May I ask roughly how old you are?",
+    "Gender": "If you're comfortable sharing, how do you describe your gender?",
+    "Marital Status": "Are you single, in a relationship, married, or separated?",
+    "Profession": "What kind of work or study do you do?",
+    "Economic Status": "How would you describe your financial situation at the moment?",
+    "Education Level": "What is the highest level of education you've completed?",
+    "Health Status": "How is your physical health these days?",
+    "Mental Health Status": "How has your mental health been lately?",
+    "Past Self-Harm History": "Have you ever hurt yourself or thought about it? You can skip this.",
+    "Emotional State": "How are you feeling right now, emotionally?",
+}
+
+GENERIC_CAUTION = Issue(
+    span="",
+    problem="The safety check could not be completed for this sensitive request.",
+    fix="Answer with care: acknowledge feelings, avoid risky specifics, and suggest talking to "
+    "a qualified professional or someone the user trusts.",
+)
+
+DECLINED_PATTERN = re.compile(
+    r"^\W*$|rather not|prefer not|not (?:going|want(?:ing)?) to (?:say|share|answer|tell)|"
+    r"don'?t (?:want|wish) to (?:say|share|answer|tell)|no comment|none of your business|"
+    r"\bskip\b|\bpass\b|\bdecline\b|not comfortable",
+    re.IGNORECASE,
+)
+
+
+class SafetyOutput(CriticOutput):
+    """What the safety model returns; field order makes it reason before it decides."""
+
+    domain: Domain | None = Field(None, description="PENGUIN domain, or null if none fits.")
+    risk: Literal["low", "medium", "high", "crisis"] = "low"
+    completeness: int = Field(5, ge=0, le=5, description="Is the background enough (0–5)?")
+    ask_attribute: PenguinAttribute | None = Field(None, description="Only with verdict ask.")
+    question: str | None = Field(None, description="Only with verdict ask: one kind question.")
+    safe_reply: str | None = Field(None, description="Only with verdict block.")
+
+
+OUTPUT = SafetyOutput
+
+
+EXAMPLES_K = 3
+
+_libraries: dict[tuple[str, str], PathLibrary] = {}
+
+
+def path_library(cfg: RefinerConfig) -> PathLibrary | None:
+    """The process's path library for this config (the shipped paths plus `safety_paths`)."""
+    key = (cfg.embeddings, str(cfg.safety_paths or ""))
+    if key not in _libraries:
+        try:
+            embeddings = get_embeddings(cfg)
+        except Exception as exc:  # no local model and no provider: fall back to domain priors
+            log.warning("safety.paths_unavailable", reason=str(exc))
+            return None
+        paths = read_paths() + (read_paths(cfg.safety_paths) if cfg.safety_paths else [])
+        _libraries[key] = PathLibrary(paths, embeddings)
+    return _libraries[key]
+
+
+async def prepare(task: CriticTask, cfg: RefinerConfig) -> CriticTask:
+    """RAISE's online stage: the acquisition paths of the most similar stored queries."""
+    query = last_user_message(task["history"])
+    library = path_library(cfg)
+    if library is not None:
+        examples = await library.nearest(query, EXAMPLES_K)
+    else:
+        examples = [
+            {"query": p.query, "path": list(p.best_path)}
+            for p in read_paths()
+            if p.domain == task.get("domain")
+        ][:EXAMPLES_K]
+    return {**task, "examples": examples}
+
+
+def render(task: CriticTask) -> str:
+    known = [f"{name}: {value}" for name, value in task.get("attributes", {}).items()]
+    declined = ", ".join(task.get("declined", [])) or "none"
+    examples = "\n".join(
+        # the stored queries are other people's words too (e.g. from `safety_paths`)
+        f"- similar question: {neutralise(ex['query'])!r} → ask first: {', '.join(ex['path'])}"
+        for ex in task.get("examples", [])
+    )
+    return "\n\n".join(
+        [
+            conversation(task["history"], last=10),
+            blocks("persona", "fact", task["persona"], id_prefix="f"),
+            blocks("attributes", "attribute", known, id_prefix="a"),
+            f"Attributes the user declined to share: {declined}. "
+            f"Questions left in this conversation: {task.get('questions_left', 0)}. "
+            f"Planner's domain guess: {task.get('domain') or 'unknown'}.",
+            f"Example acquisition paths:\n{examples or '(none)'}",
+            block("reply", task["reply"]),
+        ]
+    )
+
+
+def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Critique:
+    """Turn the model's output into a Critique, enforcing the rules that must always hold."""
+    known = set(task.get("attributes", {})) | set(task.get("declined", []))
+    verdict, issues = output.verdict, list(output.issues)
+    attribute, question = output.ask_attribute, output.question
+    if verdict == "ask":
+        can_ask = (
+            task.get("questions_left", 0) > 0
+            and output.completeness < cfg.safety_completeness
+            and attribute is not None
+            and attribute not in known
+        )
+        if not can_ask:
+            # Asked for a known or declined attribute, past the cap, or with enough background:
+            # answer with the best care possible instead.
+            verdict, attribute, question = "revise", None, None
+            issues = issues or [GENERIC_CAUTION]
+        elif not (question and question.strip()):
+            question = ATTRIBUTE_QUESTIONS[attribute]
+    if verdict == "block" and not (output.safe_reply and output.safe_reply.strip()):
+        output.safe_reply = None
+    if verdict == "revise" and not issues:
+        verdict = "pass"
+    if verdict not in ("ask",):
+        attribute, question = None, None
+    details = SafetyDetails(
+        domain=output.domain,
+        risk=output.risk,
+        completeness=output.completeness,
+        known=sorted(task.get("attributes", {})),
+        ask_attribute=attribute,
+        question=question,
+        safe_reply=output.safe_reply if verdict == "block" else None,
+    )
+    return Critique(
+        aspect=ASPECT,
+        round=task["round"],
+        verdict=verdict,
+        issues=issues if verdict == "revise" else [],
+        confidence=output.confidence,
+        evidence=output.evidence,
+        safety=details,
+    )
+
+
+def fallback(task: CriticTask) -> Critique:
+    """Unparseable or failed safety output is never a pass: revise with a generic caution."""
+    return Critique(
+        aspect=ASPECT,
+        round=task["round"],
+        verdict="revise",
+        issues=[GENERIC_CAUTION],
+        confidence=0.0,
+        evidence=["safety check failed; generic caution applied"],
+        safety=SafetyDetails(known=sorted(task.get("attributes", {}))),
+    )
+
+
+def block_reply(critique: Critique, cfg: RefinerConfig) -> str:
+    """The reply in a crisis: the critic's supportive message plus crisis resources."""
+    message = (critique.safety and critique.safety.safe_reply) or (
+        "I'm really sorry you're going through this. You don't have to face it alone, and "
+        "talking to someone right now can help."
+    )
+    resources = cfg.crisis_resources.get(cfg.locale) or cfg.crisis_resources.get("default", "")
+    return f"{message.strip()}\n\n{resources}".strip()
+
+
+# ── interpreting the user's answer ─────────────────────────────────────────────────────
+
+ANSWER_AGENT = "safety_answer"
+
+ANSWER_SYSTEM = """\
+A chatbot asked the user one question to learn a fact about them. Decide whether the user's
+answer actually answers it. If it does, give the value in a few words (e.g. "35-44 years",
+"anxious and tired"). If the answer is off-topic, empty, evasive or a refusal, set `answered`
+to false.
+"""
+
+
+class AnswerReading(BaseModel):
+    answered: bool
+    value: str | None = Field(None, description="The attribute's value, when answered.")
+
+
+async def read_answer(
+    model: BaseChatModel | None,
+    *,
+    attribute: str,
+    question: str,
+    answer: str,
+    method: str,
+) -> str | None:
+    """The attribute's value from the user's answer, or None when the user declined.
+
+    Obvious refusals are recognised without a model call. When the model fails, the answer is
+    kept as it was given rather than lost.
+    """
+    if DECLINED_PATTERN.search(answer.strip()) or len(answer.strip()) < 1:
+        return None
+    if model is None:
+        return answer.strip()
+    messages = [
+        agent_system(ANSWER_AGENT, ANSWER_SYSTEM),
+        user_message(
+            f"Attribute asked about: {attribute}",
+            block("query", question),
+            block("reply", answer),
+        ),
+    ]
+    try:
+        reading = await call_structured(
+            model, AnswerReading, messages, agent=ANSWER_AGENT, method=method
+        )
+    except Exception:
+        return answer.strip()
+    if not reading.answered:
+        return None
+    return (reading.value or answer).strip()
+
+
+def attribute_facts(attributes: dict[str, str]) -> list[str]:
+    """Known attributes as persona facts for the drafting and personalization agents."""
+    return [f"{name}: {value}" for name, value in attributes.items()]

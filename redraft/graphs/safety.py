@@ -1,0 +1,117 @@
+"""Asking the user for missing context (RAISE): a LangGraph interrupt, resumed with the answer.
+
+With a thread (a checkpointer), the graph pauses with the question; the user's next message (or
+`Refiner.aresume`) resumes it, the answer is kept as the attribute (or the attribute is marked
+declined), and the original message is answered again with that context. Without a thread
+nothing can pause: the question is the reply, and the caller sends the answer in the
+conversation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
+from langgraph.types import interrupt
+
+from redraft.agents.safety import read_answer
+from redraft.config import RefinerConfig
+from redraft.graphs.deadline import DeadlineExceeded, by_deadline
+from redraft.graphs.nodes import Node, degraded, persona_store, settings
+from redraft.llm import Models
+from redraft.state import SafetyQuestion, TurnState
+
+INTERRUPT_TYPE = "safety_question"
+
+
+def answer_text(resume: Any) -> str:
+    """The user's answer from a resume value: a string, or `{"answer": ...}`."""
+    if isinstance(resume, dict):
+        resume = resume.get("answer", "")
+    return resume if isinstance(resume, str) else ""
+
+
+def make_ask_user(models: Models, base: RefinerConfig) -> Node:
+    async def ask_user(
+        state: TurnState, runtime: Runtime[RefinerConfig], config: RunnableConfig
+    ) -> dict[str, Any]:
+        cfg = settings(runtime, base)
+        ask = state["ask"]
+        asked = (state.get("questions_asked") or 0) + 1
+        if not (config.get("configurable") or {}).get("thread_id"):
+            return {"reply": ask["question"], "questions_asked": asked}
+        # Everything above runs again on resume, so it must stay free of side effects.
+        answer = answer_text(interrupt({"type": INTERRUPT_TYPE, **ask}))
+        # The answer is the user's next message: the resumed turn has a deadline of its own.
+        started = time.time()
+        try:
+            model = models.for_role("critic", cfg)
+        except Exception:
+            model = None
+        reading = read_answer(
+            model,
+            attribute=ask["attribute"],
+            question=ask["question"],
+            answer=answer,
+            method=cfg.structured_output,
+        )
+        try:
+            value = await by_deadline(reading, {"started": started}, cfg)
+        except DeadlineExceeded:
+            value = answer.strip()  # kept as given, as when the model fails
+        attributes = dict(state.get("attributes") or {})
+        declined = list(state.get("declined") or [])
+        problems = []
+        if value is None:
+            declined.append(ask["attribute"])
+        else:
+            attributes[ask["attribute"]] = value
+            problems = await store_attribute(
+                runtime.store, cfg, state["user_id"], ask["attribute"], value
+            )
+        record = SafetyQuestion(**ask, answer=answer, declined=value is None)
+        history = [
+            *state["history"],
+            {"role": "assistant", "content": ask["question"]},
+            {"role": "user", "content": answer or "(no answer)"},
+        ]
+        return {
+            "started": started,
+            "history": history,
+            "attributes": attributes,
+            "declined": declined,
+            "questions_asked": asked,
+            "asked": [record.model_dump()],
+            "ask": None,
+            "round": 1,
+            "pending": [],
+            "critiques": {"reset": []},
+            "changes": {"reset": []},
+            "degraded": [degraded("memory", problem) for problem in problems],
+            # The resumed run reports its own timings, as it does its own usage and total.
+            "timings": {"reset": True},
+        }
+
+    return ask_user
+
+
+async def store_attribute(
+    store: BaseStore | None, cfg: RefinerConfig, user_id: str, name: str, value: str
+) -> list[str]:
+    """Keep an answered attribute in the user's profile too, so that no other conversation asks
+    it again; returns what went wrong (the thread keeps the answer either way)."""
+    try:
+        personas = persona_store(store, cfg, user_id)
+        if personas is not None:
+            await personas.set_attribute(user_id, name, value, source="stated")
+    except Exception as exc:
+        return [f"the answer could not be stored: {type(exc).__name__}: {exc}"]
+    return []
+
+
+def after_question(state: TurnState) -> str:
+    """Answered: write the reply again with what was learned. Unthreaded: the question stands."""
+    return "finalize" if state.get("ask") else "draft"

@@ -1,0 +1,122 @@
+"""`redraft route`: route JSONL cases with the embedding router, one output line per valid case.
+
+Input lines are `{"messages": [...], "persona": [...]?, "knowledge": [...]?, "draft": "..."?}`
+(validated as a RefineRequest). Output lines, in input order: `aspects`, `scores`, `sensitive`,
+`domain`, `reasons`, `ms`. The model loads once, before the first line; its load time goes to
+stderr. A malformed line is reported on stderr with its number and skipped; the exit code is then
+1, after every other line was routed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterable
+from typing import IO
+
+from pydantic import ValidationError
+
+from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
+from redraft.config import RefinerConfig
+from redraft.llm import ModelNotConfiguredError
+from redraft.routing.examples import ExamplesError
+from redraft.routing.router import Route, Router, get_router
+from redraft.state import RefineRequest
+from redraft.tools.embeddings import EmbeddingsNotInstalledError
+
+OUTPUT_FIELDS = {"aspects", "scores", "sensitive", "domain", "reasons"}
+
+
+def output_line(route: Route, ms: float) -> str:
+    """One output line of the stable contract (no other keys)."""
+    return json.dumps({**route.model_dump(include=OUTPUT_FIELDS), "ms": round(ms, 3)})
+
+
+def parse_case(line: str, config: RefinerConfig) -> RefineRequest:
+    """One input line as a request; raises ValueError with a one-line reason."""
+    if not line.strip():
+        raise ValueError("empty line (one JSON object per line is expected)")
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON at column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("a case must be a JSON object")
+    limits = {"max_messages": config.max_messages, "max_message_chars": config.max_message_chars}
+    try:
+        return RefineRequest.model_validate(data, context=limits)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from exc
+
+
+def route_lines(
+    lines: Iterable[bytes], output: IO[str], router: Router, config: RefinerConfig, source: str
+) -> int:
+    """Routes every valid line; returns the number of malformed or failed lines."""
+    bad = 0
+    for number, raw in enumerate(lines, start=1):
+        try:
+            case = parse_case(raw.decode("utf-8"), config)
+        except (UnicodeDecodeError, ValueError) as exc:
+            bad += 1
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc
+            print(f"redraft: {source} line {number}: {reason}", file=sys.stderr)
+            continue
+        started = time.perf_counter()
+        try:
+            route = router.route(
+                [m.model_dump() for m in case.messages],
+                persona=case.persona,
+                knowledge=case.knowledge,
+                draft=case.draft,
+            )
+        except Exception as exc:  # e.g. the OpenAI embeddings endpoint failing for this line
+            bad += 1
+            print(f"redraft: {source} line {number}: routing failed: {exc}", file=sys.stderr)
+            continue
+        output.write(output_line(route, (time.perf_counter() - started) * 1000) + "\n")
+        output.flush()
+    return bad
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    try:
+        config = RefinerConfig()
+        router = get_router(config)
+    except ValidationError as exc:
+        return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
+    except (ExamplesError, ModelNotConfiguredError) as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
+    except EmbeddingsNotInstalledError as exc:
+        return fail(str(exc), EXIT_FAILED)
+    source = "stdin" if args.input == "-" else args.input
+    with contextlib.ExitStack() as files:
+        try:
+            lines = (
+                sys.stdin.buffer
+                if args.input == "-"
+                else files.enter_context(open(args.input, "rb"))
+            )
+            output = (
+                sys.stdout
+                if args.output is None
+                else files.enter_context(open(args.output, "w", encoding="utf-8"))
+            )
+        except OSError as exc:
+            return fail(f"cannot open {exc.filename}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        try:
+            times = router.load()
+        except Exception as exc:
+            return fail(f"the router could not be loaded: {exc}", EXIT_FAILED)
+        print(
+            f"redraft: router loaded: model {times.model_s:.2f} s, "
+            f"{times.examples} examples {times.examples_s:.2f} s",
+            file=sys.stderr,
+        )
+        bad = route_lines(lines, output, router, config, source)
+    if bad:
+        return fail(f"{bad} line(s) of {source} could not be routed (see above)", EXIT_FAILED)
+    return 0

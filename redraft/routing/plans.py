@@ -1,0 +1,56 @@
+"""From a route to the turn's Plan, for the `router` and `hybrid` planners.
+
+A plan schedules only critics that are registered and configured; the route's scores,
+sensitivity and domain are kept whole (the safety critic reads the domain), so `scores` holds
+`safety` even when no safety critic runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from redraft.config import RefinerConfig
+from redraft.routing.router import Route, get_router
+from redraft.state import Plan, TurnState
+
+
+async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[str]) -> Route:
+    """Route the graph's turn off the event loop (the first call also loads the model)."""
+    router = get_router(config)
+    return await asyncio.to_thread(
+        router.route,
+        state["history"],
+        persona=persona,
+        knowledge=state["knowledge"],
+        draft=state.get("reply") or None,
+    )
+
+
+def plan_from_route(route: Route, available: Sequence[str]) -> Plan:
+    """The router's decision as the plan: its aspects that have a critic, highest score first."""
+    return Plan(
+        aspects=[a for a in route.aspects if a in available],
+        reasons=dict(route.reasons),
+        source="router",
+        scores=dict(route.scores),
+        sensitive=route.sensitive,
+        domain=route.domain,
+    )
+
+
+def hybrid_plan(llm: Plan, route: Route, available: Sequence[str]) -> Plan:
+    """The LLM planner decided an unclear turn; a sensitive route still keeps safety."""
+    aspects = list(llm.aspects)
+    reasons = {**route.reasons, **llm.reasons}
+    if route.sensitive and "safety" in available and "safety" not in aspects:
+        aspects.insert(0, "safety")
+        reasons["safety"] = f"{route.reasons['safety']} (kept by the router: recall first)"
+    return Plan(
+        aspects=aspects,
+        reasons=reasons,
+        source="llm",
+        scores=dict(route.scores),
+        sensitive=route.sensitive,
+        domain=route.domain,
+    )

@@ -1,0 +1,392 @@
+"""The embedding router: picks a turn's critics in milliseconds on the CPU, with no LLM call.
+
+One sentence embedding of the user's latest message feeds a logistic-regression classifier
+trained (at load, in well under a second) on the labelled examples of `examples.py`: chit-chat,
+knowledge, task, personal, or sensitive in one of PENGUIN's seven domains. Its probabilities are
+combined with what the request itself shows — knowledge passages, persona facts and how close
+they are to the query, earlier turns, the draft's numbers, dates and names — into a score per
+aspect; an aspect is chosen at a score of 0.5 or more. Safety leans to recall: a query is
+sensitive when the sensitive labels together reach `SENSITIVE_AT`, and an earlier sensitive turn
+keeps the conversation sensitive unless the new message is small talk.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, Field
+
+from redraft.config import Aspect, Domain, RefinerConfig, RoutingExample
+from redraft.routing.examples import load_examples
+from redraft.routing.signals import discloses_self, factual_claims, follow_up_cue, overlap
+from redraft.state import DOMAINS
+from redraft.tools.embeddings import EXTRA_HINT, EmbeddingsNotInstalledError, get_embeddings
+
+ASPECTS: tuple[Aspect, ...] = ("factuality", "personalization", "coherence", "safety")
+CHOSEN_AT = 0.5
+# Summed probability of the sensitive labels at which a query counts as sensitive. Below 0.5 on
+# purpose: missing a sensitive query costs more than one extra safety check.
+SENSITIVE_AT = 0.4
+CONTEXT_TURNS = 3
+# Inverse regularisation of the classifier (scikit-learn's C).
+CLASSIFIER_C = 10.0
+CACHE_SIZE = 4096
+SENSITIVE_PREFIX = "sensitive:"
+
+
+class Route(BaseModel):
+    """The router's decision for one turn."""
+
+    aspects: list[Aspect] = Field(description="Chosen aspects, highest score first.")
+    scores: dict[Aspect, float] = Field(description="Every aspect's score, 0–1.")
+    sensitive: bool
+    domain: Domain | None = Field(description="Most likely domain when sensitive, else null.")
+    reasons: dict[Aspect, str] = Field(description="One line per aspect.")
+    domain_scores: dict[Domain, float] = Field(
+        default_factory=dict, description="All seven domains, ranked (sums to 1)."
+    )
+
+    @property
+    def confidence(self) -> float:
+        """How clear the least clear aspect is: 0 at a score of 0.5, 1 at 0 or 1."""
+        return min(abs(score - CHOSEN_AT) * 2 for score in self.scores.values())
+
+
+class LoadTimes(BaseModel):
+    model_s: float
+    examples_s: float
+    examples: int
+
+
+def noisy_or(*evidence: float) -> float:
+    """Probability that at least one independent piece of evidence holds."""
+    remaining = 1.0
+    for value in evidence:
+        remaining *= 1.0 - min(max(value, 0.0), 1.0)
+    return 1.0 - remaining
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 below `low`, 1 above `high`, linear between."""
+    return min(max((value - low) / (high - low), 0.0), 1.0)
+
+
+def safety_score(p_sensitive: float) -> float:
+    """Maps the sensitive probability so that `SENSITIVE_AT` lands on the 0.5 threshold."""
+    if p_sensitive < SENSITIVE_AT:
+        return 0.5 * p_sensitive / SENSITIVE_AT
+    return 0.5 + 0.5 * (p_sensitive - SENSITIVE_AT) / (1.0 - SENSITIVE_AT)
+
+
+class Router:
+    """Routes turns; thread-safe. `load()` embeds the examples and trains the classifier once
+    (it is called by the first `route()` otherwise)."""
+
+    def __init__(self, embeddings: Embeddings, examples: Sequence[RoutingExample]) -> None:
+        self.embeddings = embeddings
+        self.examples = list(examples)
+        self.load_times: LoadTimes | None = None
+        self._load_lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._labels: list[str] = []
+        self._weights: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+
+    # ── loading ─────────────────────────────────────────────────────────────────────────
+
+    def load(self) -> LoadTimes:
+        """Load the embedding model, embed the examples and fit the classifier (once)."""
+        if self.load_times is not None:
+            return self.load_times
+        with self._load_lock:
+            if self.load_times is None:
+                self.load_times = self._fit()
+        return self.load_times
+
+    def _fit(self) -> LoadTimes:
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError as exc:
+            raise EmbeddingsNotInstalledError(
+                f"the router's classifier needs scikit-learn: run `{EXTRA_HINT}`"
+            ) from exc
+
+        warm_up = getattr(self.embeddings, "warm_up", None)
+        model_s = warm_up() if callable(warm_up) else 0.0
+        started = time.perf_counter()
+        vectors = np.asarray(self.embeddings.embed_documents([e.text for e in self.examples]))
+        self.embeddings.embed_query("warm-up")  # the first single-text call is slow
+        labels = [
+            SENSITIVE_PREFIX + e.domain if e.label == "sensitive" and e.domain else e.label
+            for e in self.examples
+        ]
+        classifier = LogisticRegression(C=CLASSIFIER_C, max_iter=2000, class_weight="balanced")
+        classifier.fit(vectors, labels)
+        self._labels = [str(label) for label in classifier.classes_]
+        self._weights = classifier.coef_.T.astype(np.float32)
+        self._bias = classifier.intercept_.astype(np.float32)
+        return LoadTimes(
+            model_s=model_s,
+            examples_s=time.perf_counter() - started,
+            examples=len(self.examples),
+        )
+
+    # ── embeddings and classifier ───────────────────────────────────────────────────────
+
+    def clear_cache(self) -> None:
+        """Forget cached vectors (benchmarks measure decisions that embed every text)."""
+        with self._cache_lock:
+            self._cache.clear()
+
+    def _embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors for `texts`; persona facts and earlier turns come from the cache."""
+        with self._cache_lock:
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            for text in found:
+                self._cache.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            vectors = np.asarray(self.embeddings.embed_documents(missing), dtype=np.float32)
+            with self._cache_lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    found[text] = self._cache[text] = vector
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return found
+
+    def _probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        assert self._weights is not None and self._bias is not None
+        logits = vectors @ self._weights + self._bias
+        logits -= logits.max(axis=-1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    def classify(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """The classifier's label probabilities for each text (for inspection and tests)."""
+        self.load()
+        vectors = self._embed(texts)
+        probabilities = self._probabilities(np.stack([vectors[t] for t in texts]))
+        return [dict(zip(self._labels, map(float, row), strict=True)) for row in probabilities]
+
+    # ── routing ─────────────────────────────────────────────────────────────────────────
+
+    def route(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        persona: Sequence[str] = (),
+        knowledge: Sequence[str] = (),
+        draft: str | None = None,
+    ) -> Route:
+        """Score every aspect for the turn whose latest user message is the query."""
+        self.load()
+        last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        query = messages[last]["content"]
+        earlier = messages[:last]
+        earlier_users = [m["content"] for m in earlier if m["role"] == "user"][-CONTEXT_TURNS:]
+        replies = [m["content"] for m in earlier if m["role"] == "assistant"]
+        disclosures = [text for text in earlier_users if discloses_self(text)]
+        known = [*persona, *disclosures]
+
+        texts = list(dict.fromkeys([query, *earlier_users, *persona]))
+        vectors = self._embed(texts)
+        probabilities = self._probabilities(np.stack([vectors[t] for t in texts]))
+        intents = {text: self._intent(row) for text, row in zip(texts, probabilities, strict=True)}
+        intent = intents[query]
+        small_talk = intent["chitchat"]
+
+        safety, sensitive, domain, domain_scores, safety_reason = self._safety(
+            query, earlier_users, persona, intents, vectors
+        )
+        scores: dict[Aspect, float] = {}
+        reasons: dict[Aspect, str] = {}
+        scores["factuality"], reasons["factuality"] = self._factuality(intent, knowledge, draft)
+        scores["personalization"], reasons["personalization"] = self._personalization(
+            query, known, intent, vectors
+        )
+        scores["coherence"], reasons["coherence"] = self._coherence(
+            query, earlier_users, replies, draft, small_talk, vectors
+        )
+        scores["safety"], reasons["safety"] = safety, safety_reason
+        scores = {aspect: round(scores[aspect], 3) for aspect in ASPECTS}
+        # Safety follows the sensitive flag exactly (its score is only rounded around 0.5).
+        chosen = sorted(
+            (a for a in ASPECTS if (sensitive if a == "safety" else scores[a] >= CHOSEN_AT)),
+            key=lambda a: -scores[a],
+        )
+        return Route(
+            aspects=chosen,
+            scores=scores,
+            sensitive=sensitive,
+            domain=domain,
+            reasons={aspect: reasons[aspect] for aspect in ASPECTS},
+            domain_scores=domain_scores,
+        )
+
+    def _intent(self, row: np.ndarray) -> dict[str, Any]:
+        """Collapses the classifier's labels: the four plain intents, `sensitive` (their sum
+        over domains) and `domains` (the sensitive mass per domain, normalised)."""
+        plain = {"chitchat": 0.0, "knowledge": 0.0, "task": 0.0, "personal": 0.0}
+        domains = dict.fromkeys(DOMAINS, 0.0)
+        for label, p in zip(self._labels, row, strict=True):
+            if label.startswith(SENSITIVE_PREFIX):
+                domains[label.removeprefix(SENSITIVE_PREFIX)] += float(p)
+            else:
+                plain[label] += float(p)
+        sensitive = sum(domains.values())
+        if sensitive > 0:
+            domains = {d: p / sensitive for d, p in domains.items()}
+        return {**plain, "sensitive": sensitive, "domains": domains}
+
+    def _safety(
+        self,
+        query: str,
+        earlier_users: list[str],
+        persona: Sequence[str],
+        intents: dict[str, dict[str, Any]],
+        vectors: dict[str, np.ndarray],
+    ) -> tuple[float, bool, Domain | None, dict[Domain, float], str]:
+        intent = intents[query]
+        p = intent["sensitive"]
+        earlier = max((intents[t]["sensitive"] for t in earlier_users), default=0.0)
+        carried = earlier * (1.0 - intent["chitchat"])
+        from_context = carried > p
+        p = max(p, carried)
+        sensitive = p >= SENSITIVE_AT
+        # Domain: the query votes with weight 1; each earlier user turn (the user's own account
+        # of the situation) with its sensitive probability; each persona fact with that times
+        # its closeness to the query. Without the closeness, standing facts such as "Mental
+        # health: anxiety" pull every question towards Health.
+        votes = dict(intent["domains"])
+        weights = {t: intents[t]["sensitive"] for t in earlier_users}
+        for fact in persona:
+            closeness = ramp(float(vectors[query] @ vectors[fact]), 0.1, 0.5)
+            weights.setdefault(fact, intents[fact]["sensitive"] * closeness)
+        for text, weight in weights.items():
+            for d, share in intents[text]["domains"].items():
+                votes[d] += weight * share
+        total = sum(votes.values()) or 1.0
+        ranked = sorted(votes.items(), key=lambda item: -item[1])
+        domain_scores: dict[Domain, float] = {d: round(v / total, 3) for d, v in ranked}
+        (top, top_share), (second, second_share) = ranked[0], ranked[1]
+        top_share, second_share = top_share / total, second_share / total
+        if not sensitive:
+            reason = f"not a sensitive request (sensitive {p:.2f} < {SENSITIVE_AT})"
+            return safety_score(p), False, None, domain_scores, reason
+        where = "an earlier turn of the conversation is" if from_context else "the request is"
+        reason = f"{where} sensitive ({p:.2f}): most likely {top} ({top_share:.2f})"
+        if top_share - second_share < 0.15:
+            reason += f", or {second} ({second_share:.2f}); safety runs either way"
+        return safety_score(p), True, top, domain_scores, reason
+
+    @staticmethod
+    def _factuality(
+        intent: dict[str, Any], knowledge: Sequence[str], draft: str | None
+    ) -> tuple[float, str]:
+        claims = factual_claims(draft) if draft else []
+        score = noisy_or(
+            1.0 - 0.55 ** len(claims),  # each number, date or name in the draft
+            intent["knowledge"],  # a request for facts gets facts
+            0.6 if knowledge else 0.0,  # evidence was given: the reply should be grounded in it
+        ) * (1.0 - intent["chitchat"])
+        parts = []
+        if knowledge:
+            parts.append(f"{len(knowledge)} knowledge passage(s) to check against")
+        if claims:
+            parts.append("the draft states " + ", ".join(claims[:4]))
+        if intent["knowledge"] >= 0.5:
+            parts.append("the user asks for facts")
+        if intent["chitchat"] >= 0.5:
+            parts.append("small talk")
+        if not parts:
+            parts.append("no facts asked for or stated" if draft else "no facts asked for")
+        return score, "; ".join(parts)
+
+    @staticmethod
+    def _personalization(
+        query: str, known: list[str], intent: dict[str, Any], vectors: dict[str, np.ndarray]
+    ) -> tuple[float, str]:
+        if not known:
+            return 0.0, "nothing is known about the user"
+        need = noisy_or(intent["personal"], 0.7 * intent["sensitive"])
+        similarity = max(
+            (float(vectors[query] @ vectors[f]) for f in known if f in vectors), default=0.0
+        )
+        score = noisy_or(need, 0.8 * ramp(similarity, 0.2, 0.5)) * (1.0 - intent["chitchat"])
+        closest = max(
+            known, key=lambda f: float(vectors[query] @ vectors[f]) if f in vectors else 0
+        )
+        if intent["personal"] >= 0.5:
+            reason = "the answer depends on who the user is"
+        elif intent["sensitive"] >= SENSITIVE_AT:
+            reason = "advice on a sensitive matter should fit the user"
+        else:
+            reason = "the request does not depend much on the user"
+        reason += f"; {len(known)} known fact(s), closest: {closest[:60]!r} ({similarity:.2f})"
+        return score, reason
+
+    @staticmethod
+    def _coherence(
+        query: str,
+        earlier_users: list[str],
+        replies: list[str],
+        draft: str | None,
+        small_talk: float,
+        vectors: dict[str, np.ndarray],
+    ) -> tuple[float, str]:
+        if not replies:
+            return 0.0, "first turn: no earlier reply to stay consistent with"
+        cue = follow_up_cue(query)
+        topic = max((float(vectors[query] @ vectors[t]) for t in earlier_users), default=0.0)
+        history = " ".join([*earlier_users, *replies])
+        shared = max(overlap(draft, history) if draft else 0.0, overlap(query, history))
+        score = noisy_or(
+            0.45,  # a conversation is under way
+            0.6 if cue else 0.0,
+            0.6 * ramp(topic, 0.2, 0.6),
+            0.5 * ramp(shared, 0.0, 0.3),
+        ) * (1.0 - small_talk)
+        parts = [f"{len(replies)} earlier repl{'y' if len(replies) == 1 else 'ies'}"]
+        if cue:
+            parts.append(f"follows up ({cue!r})")
+        parts.append(f"same topic {topic:.2f}, shared words {shared:.2f}")
+        if small_talk >= 0.5:
+            parts.append("small talk")
+        return score, "; ".join(parts)
+
+
+_routers: dict[tuple[Any, ...], Router] = {}
+_routers_lock = threading.Lock()
+
+
+def router_key(config: RefinerConfig) -> tuple[Any, ...]:
+    path: Path | None = config.extra_examples_file
+    mtime = path.stat().st_mtime_ns if path is not None and path.exists() else None
+    return (
+        config.embeddings,
+        config.base_url,
+        tuple(e.model_dump_json() for e in config.extra_examples),
+        str(path) if path else None,
+        mtime,
+    )
+
+
+def get_router(config: RefinerConfig) -> Router:
+    """The process's router for this config (one per embeddings choice and example set).
+
+    Nothing is loaded here: the model loads on the first `route()`, or on `load()`.
+    """
+    key = router_key(config)
+    with _routers_lock:
+        router = _routers.get(key)
+        if router is None:
+            router = _routers[key] = Router(get_embeddings(config), load_examples(config))
+        return router

