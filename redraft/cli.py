@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,9 +33,30 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+class JSONNestingError(ValueError):
+    """JSON nested more deeply than Python's parser can go."""
+
+
+def parse_json(text: str | bytes | bytearray) -> Any:
+    """`json.loads`, except that JSON nested too deeply to parse (e.g. 100 KB of `[[[[`) is a
+    `JSONNestingError` (a ValueError, like any other bad input) instead of a RecursionError.
+    Every command and the server parse untrusted JSON with this."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JSONNestingError("invalid JSON: nested too deeply") from None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`path: reason` (both paths of a rename or copy), e.g. `/x/home: Permission denied`."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' → '.join(paths)}: {reason}" if paths else reason
+
+
 def read_json(source: str) -> object:
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return json.loads(text)
+    return parse_json(text)
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
@@ -50,6 +74,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
         return fail(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", EXIT_BAD_INPUT
         )
+    except JSONNestingError as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
     try:
         config = RefinerConfig(
             **({"strategy": args.strategy} if args.strategy else {}),
@@ -335,6 +361,17 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # The environment, not the input: an unwritable REDRAFT_HOME, a full disk, ...
+        return fail(describe_os_error(exc), EXIT_FAILED)
+    except Exception as exc:
+        # A bug: one line, and the traceback at REDRAFT_LOG_LEVEL=DEBUG.
+        if os.environ.get("REDRAFT_LOG_LEVEL", "").strip().upper() == "DEBUG":
+            traceback.print_exc()
+            hint = ""
+        else:
+            hint = " (REDRAFT_LOG_LEVEL=DEBUG shows the traceback)"
+        return fail(f"internal error: {type(exc).__name__}: {exc}{hint}", EXIT_FAILED)
 
 
 if __name__ == "__main__":

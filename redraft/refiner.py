@@ -27,7 +27,7 @@ from redraft.log import configure_logging, text_fields
 from redraft.personas.learning import learn_from_edit, learn_from_turn
 from redraft.personas.model import EditPreference, normalise
 from redraft.personas.recall import remembers
-from redraft.personas.store import PersonaStore, open_store
+from redraft.personas.store import OPEN_TIMEOUT_S, PersonaStore, open_store
 from redraft.personas.worker import MemoryWorker
 from redraft.state import (
     Critique,
@@ -37,6 +37,7 @@ from redraft.state import (
     RefineResult,
     SafetyQuestion,
 )
+from redraft.tools.embeddings import DeferredEmbeddings
 
 log = structlog.get_logger("redraft")
 
@@ -139,6 +140,8 @@ class Refiner:
         self._memory = MemoryWorker()
         self._models = Models(model)
         self._forgotten: dict[str, int] = {}
+        # Without embeddings a turn cannot place what it learns: no extraction call is made.
+        self._can_embed = DeferredEmbeddings(self.config)
 
     # ── validation ──────────────────────────────────────────────────────────────────────
 
@@ -192,8 +195,14 @@ class Refiner:
                 self.config.database_url,
                 kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
                 open=False,
+                # A database that stops answering fails a turn in seconds, not the pool's 30 s.
+                timeout=OPEN_TIMEOUT_S,
             )
-            await pool.open()
+            try:
+                await pool.open(wait=True, timeout=OPEN_TIMEOUT_S)
+            except BaseException:
+                await pool.close()  # or it keeps reconnecting in the background
+                raise
             self._exit_stack.push_async_callback(pool.close)
             saver = AsyncPostgresSaver(pool)
             await saver.setup()
@@ -242,20 +251,34 @@ class Refiner:
         """
         settings = config or self.config
         request = self.validate(request)
-        graph = await self._graph_for(request)
+        tracker = UsageTracker()
+        started = time.perf_counter()
+        run_config = self._run_config(request, tracker, reply_tokens=reply_tokens)
+        lost_thread: Degradation | None = None
+        try:
+            # Reading the thread counts against the turn's deadline like everything else.
+            async with asyncio.timeout(settings.deadline_s):
+                graph, graph_input = await self._start(request, run_config)
+        except Exception as exc:
+            problem = f"the thread could not be read: {type(exc).__name__}: {exc}"[:500]
+            if request.draft is None:
+                raise RefineError(problem, step="threads", cause=exc) from exc
+            # A handed-in draft still comes back: the turn runs on the request's messages.
+            log.warning("threads.unavailable", error=type(exc).__name__)
+            lost_thread = Degradation(step="threads", reason=f"{problem}; the turn was not stored")
+            request = request.model_copy(update={"thread_id": None})
+            run_config = self._run_config(request, tracker, reply_tokens=reply_tokens)
+            graph, graph_input = await self._start(request, run_config)
+        if settings.deadline_s is not None:
+            # The graph has what is left of the deadline once the thread is read.
+            left = settings.deadline_s - (time.perf_counter() - started)
+            settings = settings.model_copy(update={"deadline_s": max(left, 0.01)})
         personas = self._personas if remembers(request.user_id) else None
         generation = self._forgotten.get(request.user_id, 0)
         if personas is not None and request.thread_id is not None:
             self._remember_thread(personas, request.user_id, request.thread_id)
-        tracker = UsageTracker()
-        started = time.perf_counter()
         final: dict[str, Any] = {}
         question: SafetyQuestion | None = None
-        run_config = self._run_config(request, tracker, reply_tokens=reply_tokens)
-        graph_input: Any = {"request": request.model_dump()}
-        if await self._pending_question(graph, run_config):
-            # The user's next message answers the safety agent's question.
-            graph_input = Command(resume=request.messages[-1].content)
         log.info(
             "turn.start",
             user_id=request.user_id,
@@ -305,7 +328,7 @@ class Refiner:
                 result = result.model_copy(update={"reply": request.draft, "draft": request.draft})
             if not result.reply:
                 raise RefineError(
-                    f"no reply within the deadline of {deadline_s:g} s",
+                    f"no reply within the deadline of {(config or self.config).deadline_s:g} s",
                     step="deadline",
                     cause=stopped,
                 ) from stopped
@@ -319,12 +342,15 @@ class Refiner:
             question = SafetyQuestion(**final["ask"])  # unthreaded: the question is the reply
         if question is not None:
             result = result.model_copy(update={"question": question, "reply": question.question})
-        if personas is not None and settings.memory and settings.memory_learn:
+        learns = settings.memory and settings.memory_learn and self._can_embed.available()
+        if personas is not None and learns:
             self._learn_later(personas, request.user_id, final, result, settings, generation)
         failed = self._personas_failed if remembers(request.user_id) else None
         if personas is None and settings.memory and failed is not None:
             problem = Degradation(step="memory", reason=failed[1])
             result = result.model_copy(update={"degraded": [*(result.degraded or []), problem]})
+        if lost_thread is not None:
+            result = result.model_copy(update={"degraded": [*(result.degraded or []), lost_thread]})
         log.info(
             "turn.done",
             user_id=request.user_id,
@@ -354,6 +380,14 @@ class Refiner:
                 step="resume",
             )
         return await self.arefine(request)
+
+    async def _start(self, request: RefineRequest, run_config: dict[str, Any]) -> tuple[Any, Any]:
+        """The turn's graph and its input: the request, or — when the thread waits for an
+        answer to the safety agent's question — the user's message as that answer."""
+        graph = await self._graph_for(request)
+        if await self._pending_question(graph, run_config):
+            return graph, Command(resume=request.messages[-1].content)
+        return graph, {"request": request.model_dump()}
 
     async def _pending_question(self, graph: Any, run_config: dict[str, Any]) -> bool:
         if "thread_id" not in run_config["configurable"]:

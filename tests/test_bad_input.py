@@ -123,3 +123,108 @@ def test_cli_refines_over_http(provider, tmp_path):
     result = json.loads(done.stdout)
     assert result["reply"] and result["plan"]["aspects"] == []
     assert result["usage"]["llm_calls"] == 2
+
+
+# ── hostile input and a hostile environment: still one line ──────────────────────────
+
+DEEP_LIST = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECT = '{"a": ' * 50_000 + "1" + "}" * 50_000
+
+
+@pytest.mark.parametrize("stdin", [DEEP_LIST, DEEP_OBJECT], ids=["list", "object"])
+def test_cli_deeply_nested_json_is_one_line_and_exit_2(stdin):
+    done = run_cli("refine", stdin=stdin)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == "redraft: invalid JSON: nested too deeply\n"
+
+
+def test_cli_deeply_nested_json_file(tmp_path, capsys):
+    from redraft.cli import main
+
+    path = tmp_path / "request.json"
+    path.write_text('{"messages": ' + DEEP_LIST + "}")
+    assert main(["refine", str(path)]) == 2
+    assert capsys.readouterr().err == "redraft: invalid JSON: nested too deeply\n"
+
+
+def test_persona_import_of_deeply_nested_yaml_names_the_file(tmp_path, capsys):
+    from redraft.cli import main
+
+    path = tmp_path / "persona.yaml"
+    path.write_text("facts: " + DEEP_LIST)
+    assert main(["persona", "import", "--user", "ana", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"redraft: {path}: invalid YAML: nested too deeply\n"
+
+
+def failing_command(exc: BaseException):
+    def run(args):
+        raise exc
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/srv/redraft"),
+            "/srv/redraft: Permission denied",
+        ),
+        (
+            FileNotFoundError(2, "No such file or directory", "/gone/threads.sqlite"),
+            "/gone/threads.sqlite: No such file or directory",
+        ),
+        (OSError(28, "No space left on device"), "No space left on device"),
+    ],
+)
+def test_an_os_error_of_any_command_is_one_line_and_exit_1(monkeypatch, capsys, exc, line):
+    from redraft import cli
+
+    monkeypatch.setattr(cli, "cmd_graph", failing_command(exc))
+    assert cli.main(["graph"]) == 1
+    assert capsys.readouterr().err == f"redraft: {line}\n"
+
+
+def test_a_bug_is_one_line_and_debug_shows_its_traceback(monkeypatch, capsys):
+    from redraft import cli
+
+    monkeypatch.setattr(cli, "cmd_graph", failing_command(TypeError("boom\nsecond line")))
+    monkeypatch.delenv("REDRAFT_LOG_LEVEL", raising=False)
+    assert cli.main(["graph"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "redraft: internal error: TypeError: boom second line "
+        "(REDRAFT_LOG_LEVEL=DEBUG shows the traceback)\n"
+    )
+    monkeypatch.setenv("REDRAFT_LOG_LEVEL", "debug")
+    assert cli.main(["graph"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "TypeError: boom" in err
+    assert err.splitlines()[-1] == "redraft: internal error: TypeError: boom second line"
+
+
+def test_an_unusable_redraft_home_is_one_line_naming_it(tmp_path):
+    import os
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9",
+        "REDRAFT_HOME": str(blocker / "home"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "redraft.cli", "refine"],
+        input=json.dumps({"messages": [user("hello")], "thread_id": "t"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(blocker / "home") in lines[0]

@@ -391,3 +391,60 @@ def test_convert_command_bad_input_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "broken.json: not valid JSON" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ── hostile files: still a DatasetError naming the file and line ─────────────────────
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_deeply_nested_line_is_named(tmp_path):
+    path = write(tmp_path / "d.jsonl", '{"query": "fine"}\n{"query": ' + DEEP + "}\n")
+    with pytest.raises(DatasetError) as info:
+        read_cases(path)
+    assert str(info.value) == f"{path} line 2: invalid JSON: nested too deeply"
+
+
+def test_a_deeply_nested_json_dataset_is_named(tmp_path):
+    path = write(tmp_path / "dev.json", '{"data": ' + DEEP + "}")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path, "focus")
+    assert str(info.value) == f"{path}: invalid JSON: nested too deeply"
+    with pytest.raises(DatasetError):
+        load_dataset(path)  # telling the format reads it too
+
+
+def test_a_deeply_nested_penguin_line_is_named(tmp_path):
+    directory = tmp_path / "penguin"
+    directory.mkdir()
+    write(directory / "profiles.jsonl", DEEP + "\n")
+    write(directory / "queries.jsonl", "")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(directory)
+    assert (
+        str(info.value) == f"{directory / 'profiles.jsonl'} line 1: invalid JSON: nested too deeply"
+    )
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.txt"])
+def test_a_file_that_is_not_utf8_is_named(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b'{"query": "caf\xe9"}\n')
+    with pytest.raises(DatasetError, match="is not UTF-8 text"):
+        load_dataset(path)
+
+
+def test_convert_creates_the_output_directory(tmp_path):
+    source = as_json(tmp_path / "dev.json", INSCIT)
+    target = tmp_path / "new" / "dir" / "inscit.jsonl"
+    done = run_cli("convert", "inscit", str(source), "-o", str(target))
+    assert done.returncode == 0, done.stderr
+    assert [c.id for c in read_cases(target)] == [c.id for c in load_dataset(source)]
+
+
+def test_convert_to_an_unwritable_path_is_one_line(tmp_path, capsys):
+    from redraft.cli import main
+
+    source = as_json(tmp_path / "dev.json", INSCIT)
+    assert main(["convert", "inscit", str(source), "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"redraft: cannot write {tmp_path}: Is a directory\n"

@@ -322,3 +322,33 @@ def test_bad_dataset_line(endpoint, tmp_path, capsys):
 def test_no_endpoint_configured(tmp_path, capsys):
     assert main(["eval", "--dataset", "sample", "--out", str(tmp_path / "o")]) == 2
     assert "no model provider configured" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_one_line(endpoint, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("not a directory\n")
+    assert evaluate(out, "--limit", "1") == 2
+    assert capsys.readouterr().err == (
+        f"redraft: {out} is a file, not a directory: --out needs a directory\n"
+    )
+    assert evaluate(out / "below", "--limit", "1") == 2
+    error = capsys.readouterr().err
+    assert f"{out / 'below'}: Not a directory" in error and error.count("\n") == 1
+    assert endpoint.calls == []
+
+
+@pytest.mark.parametrize(
+    ("record", "words"),
+    [
+        ("{not json", "is not a run record: Expecting property name"),
+        ("[" * 100_000 + "]" * 100_000, "is not a run record: invalid JSON: nested too deeply"),
+        ("[1, 2]", "is not a run record: expected a JSON object"),
+    ],
+)
+def test_a_damaged_run_record_is_one_line(endpoint, tmp_path, capsys, record, words):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(record)
+    assert evaluate(out, "--limit", "1") == 2
+    error = capsys.readouterr().err
+    assert f"{out / 'run.json'} {words}" in error and error.count("\n") == 1

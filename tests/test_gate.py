@@ -144,3 +144,71 @@ async def test_streamed_tokens_spell_the_reply_the_gate_kept(refining, http_conf
         text = "" if token.reset else text + token.text
     assert text == DRAFT == events[-1].result.reply
     assert not any(isinstance(e, ReplyToken) and REFINED in e.text for e in events)
+
+
+CAREFUL = "Losing a job is hard. Take a breath before deciding anything big."
+SENSITIVE = {"messages": [user("I lost my job today. Should I just move abroad tomorrow?")]}
+SAFETY_REVISE = {
+    **revise("move abroad tomorrow", "suggest taking time first", "risky for this user"),
+    "domain": "Career",
+    "risk": "high",
+    "completeness": 4,
+}
+
+
+@pytest.mark.parametrize("safety", [SAFETY_REVISE, "not json at all"], ids=["revise", "fallback"])
+async def test_a_safety_change_is_never_undone_by_the_gate(provider, http_config, safety):
+    provider.script("responder", "Sure, move abroad tomorrow!")
+    provider.script("planner", plan("safety"))
+    provider.set_default("safety", safety)
+    provider.script(
+        "editor", {"changes": [{"aspect": "safety", "change": "care"}], "reply": CAREFUL}
+    )
+    provider.set_default("pairwise_judge", judge_preferring("Sure, move abroad tomorrow!"))
+    result = await run(http_config(gate=True), SENSITIVE)
+    assert result.reply == CAREFUL and result.changed
+    assert result.gate is None
+    assert provider.calls_for("pairwise_judge") == []
+    assert next(c for c in result.critiques if c.aspect == "safety").verdict == "revise"
+
+
+async def test_a_sequential_safety_rewrite_is_never_undone_by_the_gate(provider, http_config):
+    provider.script("responder", "Sure, move abroad tomorrow!")
+    provider.script("planner", plan("safety"))
+    provider.script("safety_refiner", {**SAFETY_REVISE, "reply": CAREFUL})
+    provider.set_default("pairwise_judge", first_is_better)  # a tie
+    result = await run(http_config(gate=True, strategy="sequential"), SENSITIVE)
+    assert result.reply == CAREFUL and result.gate is None
+    assert provider.calls_for("pairwise_judge") == []
+
+
+async def test_a_kept_draft_cites_only_what_the_draft_rests_on(provider, http_config):
+    draft = "The Eiffel Tower in Paris was finished in 1899."
+    provider.script("responder", draft)
+    provider.script("planner", plan("factuality"))
+    provider.script(
+        "factuality",
+        {
+            **revise("finished in 1899", "1889", evidence=["p1"]),
+            "claims": [
+                {"text": "The Eiffel Tower in Paris", "label": "supported", "passages": ["p2"]},
+                {"text": "finished in 1899", "label": "contradicted", "passages": ["p1"]},
+            ],
+        },
+    )
+    provider.script("editor", {"changes": [], "reply": draft.replace("1899", "1889")})
+    provider.set_default("pairwise_judge", judge_preferring(draft))
+    request = {**REQUEST, "knowledge": [REQUEST["knowledge"][0], "The Eiffel Tower is in Paris."]}
+    result = await run(http_config(gate=True), request)
+    assert result.reply == draft and result.gate.kept == "draft"
+    # p1 only supported the correction that was not sent
+    assert [c.id for c in result.citations] == ["p2"]
+
+
+async def test_a_passing_safety_check_does_not_exempt_other_edits(refining, http_config):
+    refining.script("planner", plan("factuality", "safety"))
+    refining.set_default("safety", {**SAFETY_REVISE, "verdict": "pass", "issues": []})
+    refining.set_default("pairwise_judge", judge_preferring(DRAFT))
+    result = await run(http_config(gate=True))
+    assert result.reply == DRAFT and result.gate.kept == "draft"
+    assert len(refining.calls_for("pairwise_judge")) == 2

@@ -145,4 +145,4 @@ def test_the_deployment_image_serves_the_same_graph(tmp_path):
     assert done.returncode == 0, done.stderr
     dockerfile = (tmp_path / "Dockerfile").read_text()
     graphs = re.search(r"LANGSERVE_GRAPHS='(.*)'", dockerfile).group(1)
-    assert json.loads(graphs)["redraft"].endswith("/redraft/graphs/refine.py:graph")
+    assert json.loads(graphs)["redraft"].endswith("/redraft/graphs/served.py:graph")

@@ -419,3 +419,30 @@ async def test_an_unavailable_store_degrades_the_turn_to_inline_facts(provider, 
     assert "persona memory unavailable" in result.degraded[0].reason
     assert "The user is Ann." in critic_prompt(provider.calls_for("personalization")[0])
     assert anonymous.degraded is None
+
+
+async def test_without_the_embeddings_extra_turns_work_and_forget_erases(
+    provider, http_config, monkeypatch
+):
+    """The base install (`pip install redraft`, no local model): no knowledge base is no
+    `retrieve` degradation; memory says why it cannot search and makes no extraction call;
+    the store still opens, so `forget` erases the user's threads and profile."""
+    monkeypatch.setattr("redraft.tools.embeddings.local_model_installed", lambda: False)
+    provider.set_default("personalization", PASS)
+    config = memory_config(http_config, checkpointer="sqlite")
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine(
+            {"messages": [user("I'm vegetarian.")], "user_id": "bo", "thread_id": "t1"}
+        )
+        await refiner.wait_for_memory()
+        personas = await refiner.personas()
+        await personas.set_attribute("bo", "Age", "34")
+        assert await personas.threads("bo") == ["t1"]
+        counts = await refiner.forget("bo")
+        assert await personas.threads("bo") == []
+        assert (await personas.get_profile("bo")).attributes == {}
+    assert result.reply
+    assert [d.step for d in result.degraded] == ["memory"]
+    assert "redraft[embeddings]" in result.degraded[0].reason
+    assert provider.calls_for("memory") == []
+    assert counts["threads"] == 1

@@ -130,3 +130,48 @@ async def test_a_streamed_editor_reply_cut_short_is_taken_back(provider, http_co
     result = events[-1].result
     assert result.reply == DRAFT and [d.step for d in result.degraded] == ["merge"]
     assert len(provider.calls_for("editor")) == 1  # streamed text is not asked for again
+
+
+DOWN = "postgresql://postgres@127.0.0.1:9/nothing"  # nothing listens on port 9
+
+
+async def test_a_thread_database_that_is_down_fails_fast_and_keeps_a_given_draft(
+    provider, http_config
+):
+    """Threads on a PostgreSQL that does not answer: a typed error within seconds (not the
+    connection pool's 30 s), and a handed-in draft still comes back, marked unsaved."""
+    script_turn(provider)
+    settings = config(http_config).model_copy(
+        update={"checkpointer": "postgres", "database_url": DOWN, "memory": False, "kb": "off"}
+    )
+    async with Refiner(settings) as refiner:
+        with pytest.raises(RefineError) as failed:
+            await refiner.arefine({"messages": [user("Hi")], "user_id": "u", "thread_id": "t"})
+        assert failed.value.step == "threads"
+        result = await refiner.arefine(
+            {"messages": [user("Hi")], "user_id": "u", "thread_id": "t", "draft": DRAFT}
+        )
+    assert result.reply == REFINED
+    assert [d.step for d in result.degraded] == ["threads"]
+    assert "not stored" in result.degraded[0].reason
+    assert result.timings["total"] < 15_000
+
+
+async def test_reading_the_thread_counts_against_the_deadline(provider, http_config):
+    script_turn(provider)
+    settings = config(http_config).model_copy(
+        update={
+            "checkpointer": "postgres",
+            "database_url": DOWN,
+            "memory": False,
+            "kb": "off",
+            "deadline_s": 1.0,
+        }
+    )
+    async with Refiner(settings) as refiner:
+        result = await refiner.arefine(
+            {"messages": [user("Hi")], "user_id": "u", "thread_id": "t", "draft": DRAFT}
+        )
+    cut = {d.step: d.reason for d in result.degraded}
+    assert "TimeoutError" in cut["threads"] and "deadline" in cut
+    assert result.reply == DRAFT  # no time was left for refining it

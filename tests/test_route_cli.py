@@ -140,3 +140,21 @@ def test_a_bad_examples_file_is_bad_input(tmp_path: Path, monkeypatch, capsys):
     assert main(["route", "--input", "-"]) == 2
     err = capsys.readouterr().err
     assert "examples.jsonl line 1: label" in err and "Traceback" not in err
+
+
+def test_a_deeply_nested_line_is_malformed_and_the_others_still_routed():
+    deep = "[" * 100_000 + "]" * 100_000
+    deep_object = '{"messages": ' * 50_000 + "1" + "}" * 50_000
+    lines = [json.dumps(CASES[0]), deep, deep_object, json.dumps(CASES[2])]
+
+    done = route(stdin=("\n".join(lines) + "\n").encode())
+
+    assert done.returncode == 1
+    outputs = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert len(outputs) == 2 and outputs[1]["domain"] == "Career"
+    stderr = done.stderr.decode().splitlines()
+    assert stderr[1:] == [
+        "redraft: stdin line 2: invalid JSON: nested too deeply",
+        "redraft: stdin line 3: invalid JSON: nested too deeply",
+        "redraft: 2 line(s) of stdin could not be routed (see above)",
+    ]

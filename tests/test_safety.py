@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redraft import RefineError, Refiner, RefinerConfig
+from redraft.agents.safety import read_answer
 from redraft.testing import ScriptedChatModel
 from tests.conftest import plan, revise, user
 
@@ -205,3 +206,52 @@ async def test_examples_come_from_the_path_library():
     examples = prompt.split("Example acquisition paths:", 1)[1]
     # the nearest stored query comes first, with its path
     assert examples.splitlines()[1].startswith('- similar question: "My father just died')
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "  ",
+        "skip",
+        "Skip this one, please.",
+        "Pass.",
+        "I'll pass on that",
+        "I'd rather not say",
+        "I\u2019d rather not say.",
+        "Prefer not to",
+        "I'd prefer not to answer that",
+        "None of your business!",
+        "That's none of your business",
+        "No comment",
+        "Sorry, I'd rather not",
+        "I don't want to talk about it",
+        "Not comfortable sharing that",
+        "I decline to answer",
+    ],
+)
+async def test_declining_phrases_are_declined(answer):
+    reading = read_answer(
+        None, attribute="Age", question="How old are you?", answer=answer, method="json_schema"
+    )
+    assert await reading is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I passed my driving test last year",
+        "I skipped breakfast",
+        "I skip meals to save money",
+        "I pass out sometimes",
+        "I'm not comfortable with how little money I have",
+        "My health has been in decline",
+        "I'd rather not lose my job; I'm 29",
+        "No, never",
+    ],
+)
+async def test_answers_that_merely_contain_a_declining_word_are_answers(answer):
+    reading = read_answer(
+        None, attribute="Age", question="How old are you?", answer=answer, method="json_schema"
+    )
+    assert await reading == answer

@@ -336,6 +336,57 @@ def test_a_json_array_body_is_a_400(client):
         raw_post(client, b"[1, 2]")
 
 
+DEEP = 40_000  # levels: the bodies below stay under MAX_BODY
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"a":' * (DEEP // 3) + b"1" + b"}" * (DEEP // 3),
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "persona": '
+        + b"[" * DEEP
+        + b"]" * DEEP
+        + b"}",
+    ],
+    ids=["array", "object", "inside-a-request"],
+)
+def test_deeply_nested_json_is_a_400(client, upstream, server, body):
+    assert len(body) < MAX_BODY
+    with pytest.raises(openai.BadRequestError) as info:
+        raw_post(client, body)
+    assert info.value.body["message"] == "invalid JSON: the body is nested too deeply"
+    assert info.value.type == "invalid_request_error"
+    assert upstream.calls == []
+    assert httpx.get(f"{server}/healthz").status_code == 200  # and the server carries on
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "yes"),
+        ("stream", "true"),
+        ("stream", 1),
+        ("stream", 0),
+        ("stream_options", {"include_usage": "yes"}),
+    ],
+)
+def test_stream_flags_must_be_booleans(client, upstream, field, value):
+    body = {"model": "m", "messages": [user("hi")], "stream": True, field: value}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.post("/chat/completions", cast_to=object, body=body)
+    assert info.value.param == (field if field == "stream" else f"{field}.include_usage")
+    assert "valid boolean" in info.value.message
+    assert upstream.calls == []
+
+
+def test_stream_null_is_not_streamed(client, upstream):
+    """The openai SDK sends `"stream": null` for `stream=None`, as OpenAI's API allows."""
+    upstream.script("planner", {"steps": []})
+    completion = client.chat.completions.create(model="m", messages=QUESTION, stream=None)
+    assert completion.choices[0].message.content
+
+
 def test_sampling_options_are_accepted(client, upstream):
     upstream.script("planner", {"steps": []})
     completion = client.chat.completions.create(

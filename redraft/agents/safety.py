@@ -85,12 +85,41 @@ GENERIC_CAUTION = Issue(
     "a qualified professional or someone the user trusts.",
 )
 
-DECLINED_PATTERN = re.compile(
-    r"^\W*$|rather not|prefer not|not (?:going|want(?:ing)?) to (?:say|share|answer|tell)|"
-    r"don'?t (?:want|wish) to (?:say|share|answer|tell)|no comment|none of your business|"
-    r"\bskip\b|\bpass\b|\bdecline\b|not comfortable",
-    re.IGNORECASE,
+_SAY = r"(?:say|share|answer|tell|disclose|discuss|comment|talk about|get into|go into)"
+_THAT = r"(?: (?:it|that|this|this one|that one|this question|that question|right now|now))*"
+_DECLINING = "|".join(
+    [
+        rf"skip{_THAT}",
+        rf"(?:i'?ll |i will |i )?pass(?: on{_THAT})?",
+        rf"(?:i'?d |i would |i )?(?:rather|prefer(?: to)?) not(?: to)?(?: {_SAY}{_THAT})?",
+        rf"(?:i )?(?:don'?t|do not) (?:want|wish|care|like) to {_SAY}{_THAT}",
+        rf"(?:i'?m |i am )?not (?:going to|gonna|willing to|comfortable) {_SAY}{_THAT}",
+        rf"(?:i'?m |i am )?not comfortable (?:saying|sharing|answering|telling|discussing)"
+        rf"{_THAT}",
+        rf"(?:i )?(?:decline|refuse)(?: to {_SAY}{_THAT})?",
+        r"no comment",
+        r"next question",
+        r"(?:that'?s |that is |it'?s |it is )?(?:none of your business|private|personal)",
+        r"mind your own business",
+    ]
 )
+_FILLER = r"(?:sorry|um+|uh+|hmm+|no|nah|honestly|thanks|thank you|ok|okay|well|please)"
+DECLINED_PATTERN = re.compile(
+    rf"(?:{_FILLER} )*(?:(?:{_DECLINING})(?: {_FILLER})*)?", re.IGNORECASE
+)
+"""A whole answer that only declines (after `declining_text`); answers that merely contain
+"skip" or "pass" ("I skipped breakfast", "I passed my exams") are read by the model."""
+
+
+def declining_text(answer: str) -> str:
+    """The answer as `DECLINED_PATTERN` reads it: lower case, words and apostrophes only."""
+    text = answer.replace("\u2019", "'").lower()
+    return " ".join(re.sub(r"[^a-z0-9']+", " ", text).split())
+
+
+def declined(answer: str) -> bool:
+    """Whether the answer is an obvious refusal (or empty): no model call is needed."""
+    return DECLINED_PATTERN.fullmatch(declining_text(answer)) is not None
 
 
 class SafetyOutput(CriticOutput):
@@ -261,7 +290,7 @@ async def read_answer(
     Obvious refusals are recognised without a model call. When the model fails, the answer is
     kept as it was given rather than lost.
     """
-    if DECLINED_PATTERN.search(answer.strip()) or len(answer.strip()) < 1:
+    if declined(answer):
         return None
     if model is None:
         return answer.strip()

@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from redraft.eval.converters import FORMATS, load_dataset
 from redraft.eval.datasets import SAMPLE, DatasetError, write_cases
-from redraft.eval.runner import DRAFT, JUDGES, STRATEGIES, RunMismatchError
+from redraft.eval.runner import DRAFT, JUDGES, STRATEGIES
 
 if TYPE_CHECKING:
     from redraft.config import RefinerConfig
@@ -105,7 +105,7 @@ def converter_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from redraft.cli import EXIT_BAD_INPUT, fail
+    from redraft.cli import EXIT_BAD_INPUT, describe_os_error, fail
 
     try:
         cases = load_dataset(args.source, args.format, **converter_options(args))
@@ -115,7 +115,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
         for case in cases:
             print(case.model_dump_json(exclude_none=True))
         return 0
-    count = write_cases(cases, args.output)
+    try:
+        count = write_cases(cases, args.output)
+    except OSError as exc:
+        return fail(f"cannot write {describe_os_error(exc)}", EXIT_BAD_INPUT)
     print(f"wrote {count} cases to {args.output}", file=sys.stderr)
     return 0
 
@@ -125,7 +128,13 @@ def split_list(value: str) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
+    from redraft.cli import (
+        EXIT_BAD_INPUT,
+        EXIT_FAILED,
+        describe_os_error,
+        describe_validation_error,
+        fail,
+    )
     from redraft.config import RefinerConfig
     from redraft.eval.report import write_report
     from redraft.eval.results import ResultsFile
@@ -177,8 +186,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             progress=Progress(),
         )
         check_run(args.out, settings)
-    except (ValueError, RunMismatchError) as exc:
+    except ValueError as exc:  # RunMismatchError, OutputDirError, a bad option...
         return fail(str(exc), EXIT_BAD_INPUT)
+    except OSError as exc:  # e.g. results.jsonl unreadable
+        return fail(f"cannot use --out {args.out}: {describe_os_error(exc)}", EXIT_BAD_INPUT)
     total = len(cases) * len(evaluation.strategies)
     todo = evaluation.pending()
     print(

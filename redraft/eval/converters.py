@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from redraft.cli import JSONNestingError, parse_json
 from redraft.eval.datasets import (
     SAMPLE,
     DatasetError,
@@ -100,9 +101,11 @@ def detect_format(path: Path) -> str:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except JSONNestingError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not valid JSON: {exc}") from exc
 
@@ -112,13 +115,17 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text: {exc.reason}") from exc
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} line {number}: invalid JSON: {exc.msg}") from exc
+        except JSONNestingError as exc:
+            raise DatasetError(f"{path} line {number}: {exc}") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{path} line {number}: expected a JSON object")
         yield number, row
@@ -185,6 +192,8 @@ def from_personachat(
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text: {exc.reason}") from exc
     dialogues: list[dict[str, Any]] = []
     for number, raw in enumerate(lines, 1):
         if not raw.strip():

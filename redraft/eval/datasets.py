@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from redraft.agents.judge import JudgeContext
+from redraft.cli import JSONNestingError, parse_json
 from redraft.state import Message
 
 SAMPLE = "sample"
@@ -106,9 +107,11 @@ def read_cases(path: Path) -> list[EvalCase]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = parse_json(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} line {number}: invalid JSON: {exc.msg}") from exc
+        except JSONNestingError as exc:
+            raise DatasetError(f"{path} line {number}: {exc}") from None
         if not isinstance(data, dict):
             raise DatasetError(f"{path} line {number}: a case must be a JSON object")
         try:
@@ -134,8 +137,10 @@ def unique_ids(cases: Iterable[EvalCase], source: Path) -> list[EvalCase]:
 
 
 def write_cases(cases: Iterable[EvalCase], path: Path) -> int:
-    """Write cases as JSONL (the schema above); returns how many were written."""
+    """Write cases as JSONL (the schema above), creating the file's directory if need be;
+    returns how many were written."""
     count = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
         for case in cases:
             out.write(case.model_dump_json(exclude_none=True) + "\n")

@@ -21,6 +21,7 @@ from langchain_core.runnables import RunnableLambda
 from redraft.agents.judge import judge_reply
 from redraft.agents.pairwise_judge import compare
 from redraft.agents.safety_judge import judge_safety
+from redraft.cli import describe_os_error, parse_json
 from redraft.config import RefinerConfig
 from redraft.eval.datasets import EvalCase
 from redraft.eval.results import Cost, Key, PairwiseResult, ResultsFile, Row
@@ -37,11 +38,24 @@ class RunMismatchError(ValueError):
     """The output directory holds results made with other settings."""
 
 
+class OutputDirError(ValueError):
+    """The output directory cannot hold the results (a file is in the way, no permission...)."""
+
+
 def check_run(out: Path, settings: Mapping[str, Any]) -> None:
     """Record the run's settings in `run.json`, or refuse to mix results of other settings."""
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"{out} is a file, not a directory: --out needs a directory")
     path = out / "run.json"
     if path.exists():
-        recorded = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            recorded = parse_json(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise OutputDirError(f"cannot read {describe_os_error(exc)}") from None
+        except ValueError as exc:  # not UTF-8, not JSON
+            raise OutputDirError(f"{path} is not a run record: {exc}") from None
+        if not isinstance(recorded, dict):
+            raise OutputDirError(f"{path} is not a run record: expected a JSON object")
         changed = [k for k in settings if recorded.get(k) != settings[k]]
         if changed:
             diffs = ", ".join(f"{k}: {recorded.get(k)!r} → {settings[k]!r}" for k in changed)
@@ -50,8 +64,11 @@ def check_run(out: Path, settings: Mapping[str, Any]) -> None:
                 "use another --out, or the same settings to resume"
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(settings), indent=2) + "\n", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(settings), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputDirError(f"cannot write the results: {describe_os_error(exc)}") from None
 
 
 def cost(usage: Usage) -> Cost:

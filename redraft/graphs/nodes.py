@@ -26,7 +26,7 @@ from redraft.llm import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
 from redraft.personas.store import PersonaStore, embeddings_for
 from redraft.routing.plans import hybrid_plan, plan_from_route, route_turn
-from redraft.state import Degradation, Plan, RefineRequest, TurnState
+from redraft.state import CriticTask, Degradation, Plan, RefineRequest, TurnState
 from redraft.tools.retrieval import request_passages, turn_evidence
 
 log = structlog.get_logger("redraft")
@@ -82,6 +82,24 @@ def _log_fields(update: dict[str, Any]) -> dict[str, Any]:
 def degraded(step: str, error: BaseException | str) -> dict[str, str]:
     reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return Degradation(step=step, reason=reason[:500]).model_dump()
+
+
+def critic_task(state: TurnState, reply: str, round_: int, cfg: RefinerConfig) -> CriticTask:
+    """What a critic reads of the turn, in every strategy: the reply to check and its context,
+    with what the safety agent needs (known and declined attributes, questions left)."""
+    return CriticTask(
+        reply=reply,
+        round=round_,
+        started=state.get("started"),
+        history=state["history"],
+        persona=state["persona"],
+        knowledge=state["knowledge"],
+        evidence=state.get("evidence") or [],
+        attributes=state.get("attributes") or {},
+        declined=state.get("declined") or [],
+        questions_left=max(0, cfg.max_questions - (state.get("questions_asked") or 0)),
+        domain=(state.get("plan") or {}).get("domain"),
+    )
 
 
 def merge_history(stored: list[dict[str, str]], incoming: list[dict[str, str]]) -> list[dict]:

@@ -2,7 +2,7 @@
 
 One graph serves every strategy, so they share the API, the state and the result shape and can
 be compared on the same turns: `parallel` (default), `sequential` (MARA as published),
-`self_refine` and `none`. `graph` at module level is what `langgraph.json` serves.
+`self_refine` and `none`. `langgraph.json` serves `graph` from `redraft/graphs/served.py`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from redraft.agents import CRITICS
 from redraft.agents.critic import run_critic
 from redraft.agents.editor import merge_critiques, resolve_conflicts
 from redraft.agents.factuality import cited_passages
-from redraft.agents.safety import block_reply
-from redraft.config import RefinerConfig, RunSettings
+from redraft.config import RefinerConfig
 from redraft.graphs.baselines import make_self_refine
 from redraft.graphs.deadline import MERGE_SHARE, by_deadline, time_left
 from redraft.graphs.gate import make_gate, needs_gate
 from redraft.graphs.nodes import (
     Node,
+    critic_task,
     degraded,
     finalize,
     make_draft,
@@ -37,26 +37,10 @@ from redraft.graphs.nodes import (
     settings,
     timed,
 )
-from redraft.graphs.safety import after_question, make_ask_user
+from redraft.graphs.safety import after_question, make_ask_user, safety_outcome
 from redraft.graphs.sequential import make_sequential
 from redraft.llm import Models
 from redraft.state import CriticTask, Critique, TurnState
-
-
-def critic_task(state: TurnState, reply: str, round_: int, cfg: RefinerConfig) -> CriticTask:
-    return CriticTask(
-        reply=reply,
-        round=round_,
-        started=state.get("started"),
-        history=state["history"],
-        persona=state["persona"],
-        knowledge=state["knowledge"],
-        evidence=state.get("evidence") or [],
-        attributes=state.get("attributes") or {},
-        declined=state.get("declined") or [],
-        questions_left=max(0, cfg.max_questions - (state.get("questions_asked") or 0)),
-        domain=(state.get("plan") or {}).get("domain"),
-    )
 
 
 def make_critic_node(aspect: str, models: Models, config: RefinerConfig) -> Node:
@@ -87,13 +71,9 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
             Critique.model_validate(c) for c in state["critiques"] if c["round"] == state["round"]
         ]
         # A crisis overrides everything; a question to the user comes before any rewrite.
-        blocking = next((c for c in this_round if c.verdict == "block"), None)
-        if blocking is not None:
-            return {"reply": block_reply(blocking, cfg), "blocked": True, "pending": []}
-        asking = next((c for c in this_round if c.verdict == "ask" and c.safety), None)
-        if asking is not None:
-            ask = {"attribute": asking.safety.ask_attribute, "question": asking.safety.question}
-            return {"ask": ask, "pending": []}
+        decided = safety_outcome(this_round, cfg)
+        if decided is not None:
+            return {**decided, "pending": []}
         to_apply, overridden = resolve_conflicts(
             [c for c in this_round if c.verdict != "pass" and c.issues]
         )
@@ -231,6 +211,10 @@ def build_graph(
     def after_rewrite(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
         return "gate" if needs_gate(state, settings(runtime, config)) else "finalize"
 
+    def after_sequential(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+        """The safety agent's question goes to the user, as in `parallel`."""
+        return "ask_user" if state.get("ask") else after_rewrite(state, runtime)
+
     async def next_round(state: TurnState) -> dict[str, Any]:
         return {"round": state["round"] + 1}
 
@@ -269,20 +253,21 @@ def build_graph(
     )
     builder.add_conditional_edges("ask_user", after_question, ["draft", "finalize"])
     builder.add_conditional_edges("next_round", recheck, list(CRITICS))
-    builder.add_conditional_edges("sequential", after_rewrite, ["gate", "finalize"])
+    builder.add_conditional_edges("sequential", after_sequential, ["ask_user", "gate", "finalize"])
     builder.add_conditional_edges("self_refine", after_rewrite, ["gate", "finalize"])
     builder.add_edge("gate", "finalize")
     builder.add_edge("finalize", END)
     return builder.compile(checkpointer=checkpointer, store=store, name="redraft")
 
 
-def _server_graph():
-    """The graph for `langgraph.json`: models from the environment, threads by the server.
+def __getattr__(name: str) -> Any:
+    """`from redraft.graphs.refine import graph`: the graph LangGraph Server serves.
 
-    Its clients are not trusted with the whole config: their run context is `RunSettings`,
-    which cannot redirect provider keys, storage or files.
+    Built on first use, not at import, so that a bad `REDRAFT_*` variable is reported by the
+    command that reads it (one line) instead of breaking `import redraft`.
     """
-    return build_graph(RefinerConfig(), context_schema=RunSettings)
+    if name == "graph":
+        from redraft.graphs.served import graph
 
-
-graph = _server_graph()
+        return graph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ conversation.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -17,14 +18,39 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
 
-from redraft.agents.safety import read_answer
+from redraft.agents.safety import ASPECT, block_reply, read_answer
 from redraft.config import RefinerConfig
 from redraft.graphs.deadline import DeadlineExceeded, by_deadline
 from redraft.graphs.nodes import Node, degraded, persona_store, settings
 from redraft.llm import Models
-from redraft.state import SafetyQuestion, TurnState
+from redraft.state import Critique, SafetyQuestion, TurnState
 
 INTERRUPT_TYPE = "safety_question"
+
+
+def safety_outcome(critiques: Iterable[Critique], cfg: RefinerConfig) -> dict[str, Any] | None:
+    """What the safety verdicts decide before any rewrite, in every strategy: a crisis
+    (`block`) replaces the reply with the supportive message and crisis resources whatever the
+    other critics said; a question (`ask`) goes to the user first. None when neither applies."""
+    critiques = list(critiques)
+    blocking = next((c for c in critiques if c.verdict == "block"), None)
+    if blocking is not None:
+        return {"reply": block_reply(blocking, cfg), "blocked": True}
+    asking = next((c for c in critiques if c.verdict == "ask" and c.safety), None)
+    if asking is not None:
+        return {
+            "ask": {"attribute": asking.safety.ask_attribute, "question": asking.safety.question}
+        }
+    return None
+
+
+def safety_changed(state: TurnState) -> bool:
+    """Whether the safety agent asked for changes this turn (a revision, its fallback caution,
+    a crisis message or a question): such changes are never undone by the regression gate."""
+    return any(
+        c.get("aspect") == ASPECT and c.get("verdict") != "pass"
+        for c in state.get("critiques") or []
+    )
 
 
 def answer_text(resume: Any) -> str:

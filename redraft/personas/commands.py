@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -41,6 +42,8 @@ def run_persona_command(args: argparse.Namespace) -> int:
             persona = read_persona_file(args.file)
         except PersonaFileError as exc:
             return fail(str(exc), EXIT_BAD_INPUT)
+        except RecursionError:  # the YAML parser recurses once per level of nesting
+            return fail(f"{Path(args.file)}: invalid YAML: nested too deeply", EXIT_BAD_INPUT)
     try:
         print(asyncio.run(_run(config, args.persona_command, user_id, persona)), end="")
     except Exception as exc:

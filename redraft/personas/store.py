@@ -396,9 +396,9 @@ def embeddings_for(store: BaseStore, config: RefinerConfig) -> Embeddings | None
     """The embeddings a PersonaStore on `store` needs: none when the store embeds itself."""
     if getattr(store, "index_config", None):
         return None
-    from redraft.tools.embeddings import get_embeddings
+    from redraft.tools.embeddings import DeferredEmbeddings
 
-    return get_embeddings(config)
+    return DeferredEmbeddings(config)
 
 
 async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) -> BaseStore:
@@ -421,6 +421,7 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
             config.database_url,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
             open=False,
+            timeout=OPEN_TIMEOUT_S,  # a database that stops answering fails fast, not in 30 s
         )
         stack.push_async_callback(pool.close)
         # A database that is down fails the opening in seconds (the turn then has no memory).
@@ -428,10 +429,11 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
         store = AsyncPostgresStore(pool)
         await store.setup()
         return store
-    from redraft.tools.embeddings import get_embeddings
+    from redraft.tools.embeddings import DeferredEmbeddings
 
-    # `dims` is left out: neither of these stores reads it (only pgvector's does).
-    index: Any = {"embed": get_embeddings(config), "fields": ["text"]}
+    # `dims` is left out: neither of these stores reads it (only pgvector's does). The model is
+    # needed only by what embeds, so the store opens (and forgets) without it.
+    index: Any = {"embed": DeferredEmbeddings(config), "fields": ["text"]}
     if kind == "memory":
         from langgraph.store.memory import InMemoryStore
 

@@ -19,7 +19,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
+from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail, parse_json
 from redraft.config import RefinerConfig
 from redraft.llm import ModelNotConfiguredError
 from redraft.routing.examples import ExamplesError
@@ -40,7 +40,7 @@ def parse_case(line: str, config: RefinerConfig) -> RefineRequest:
     if not line.strip():
         raise ValueError("empty line (one JSON object per line is expected)")
     try:
-        data = json.loads(line)
+        data = parse_json(line)  # nested too deeply: a ValueError of its own
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON at column {exc.colno}: {exc.msg}") from exc
     if not isinstance(data, dict):

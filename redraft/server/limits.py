@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from redraft.cli import JSONNestingError, parse_json
 from redraft.server.errors import ApiError
 
 RETRY_AFTER_S = 1
@@ -35,7 +36,8 @@ class TurnSlots:
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:
     """The request's JSON body: 415 if it is not JSON, 413 past `max_bytes` (counted as it
-    arrives, so a chunked body cannot slip past a missing Content-Length), 400 if malformed."""
+    arrives, so a chunked body cannot slip past a missing Content-Length), 400 if malformed
+    (nested too deeply to parse included)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(
@@ -52,7 +54,9 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         if len(body) > max_bytes:
             raise _too_large(max_bytes)
     try:
-        return json.loads(body)
+        return parse_json(body)
+    except JSONNestingError:
+        raise ApiError(400, "invalid JSON: the body is nested too deeply") from None
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

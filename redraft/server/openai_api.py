@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from redraft.config import Strategy
 from redraft.server.errors import ApiError
@@ -79,7 +79,7 @@ class WireMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -91,7 +91,8 @@ class ChatCompletionRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[WireMessage]
     user: str | None = None
-    stream: bool = False
+    # Strict: "yes", "false" or 0 are refused rather than coerced. null is False, as OpenAI's.
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     n: int | None = None
     tools: list[Any] | None = None

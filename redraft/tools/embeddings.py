@@ -180,3 +180,43 @@ def get_embeddings(config: RefinerConfig) -> Embeddings:
             check_embedding_ctx_length=config.base_url is None,
         )
     raise ValueError(f"embeddings: unknown choice {choice!r}; use 'local' or 'openai:<model>'")
+
+
+class DeferredEmbeddings(Embeddings):
+    """The configured embeddings, built on first use.
+
+    A persona store opens with these, so what needs no vectors — profiles, listing, export,
+    `forget`, the thread index — works without the embedding model; a semantic search or an
+    indexed write raises the same clear error `get_embeddings` would.
+    """
+
+    def __init__(self, config: RefinerConfig) -> None:
+        self.config = config
+        self._built: Embeddings | None = None
+
+    @property
+    def embeddings(self) -> Embeddings:
+        if self._built is None:
+            self._built = get_embeddings(self.config)
+        return self._built
+
+    def available(self) -> bool:
+        """Whether the configured embeddings can be built (nothing is loaded to find out)."""
+        from redraft.llm import ModelNotConfiguredError
+
+        try:
+            return self.embeddings is not None
+        except (EmbeddingsNotInstalledError, ModelNotConfiguredError):
+            return False
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embeddings.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embeddings.embed_query(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await self.embeddings.aembed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await self.embeddings.aembed_query(text)

@@ -20,7 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from redraft.config import RefinerConfig
 from redraft.state import Passage
-from redraft.tools.kb import KnowledgeBase, SearchMode
+from redraft.tools.kb import KnowledgeBase, SearchMode, store_for
 
 # A retriever may return whole documents; a passage longer than this is cut.
 MAX_PASSAGE_CHARS = 4000
@@ -62,9 +62,11 @@ def configured_knowledge_base(config: RefinerConfig) -> KnowledgeBase | None:
     """
     if config.kb == "off":
         return None
-    fresh = KnowledgeBase.from_config(config)
-    if config.kb == "auto" and not fresh.exists():
+    # Whether one exists is asked before the embedding model is needed: without the
+    # `embeddings` extra, kb=auto with no knowledge base is simply no knowledge base.
+    if config.kb == "auto" and not store_for(config).exists():
         return None
+    fresh = KnowledgeBase.from_config(config)
     key = (fresh.store.location, config.embeddings)
     with _open_lock:
         kb = _open.get(key)
