@@ -32,10 +32,6 @@ nothing else, and return the full rewritten reply in `reply` (the reply as it wa
 verdict is `pass`).
 """
 
-SAFETY_REWRITE = """
-With the verdict `ask` or `block`, return the reply as it was in `reply`: it is not sent.
-"""
-
 
 class SafetyStepOutput(safety.SafetyOutput):
     """The safety agent's sequential step: its full verdict, then the rewritten reply."""
@@ -62,7 +58,7 @@ def make_sequential(models: Models, config: RefinerConfig) -> Node:
         async def run() -> tuple[Critique, str]:
             prepared = await safety.prepare(task, cfg)
             messages = [
-                agent_system(agent, safety.SYSTEM + REWRITE + SAFETY_REWRITE),
+                agent_system(agent, safety.SYSTEM + REWRITE),
                 user_message(safety.render(prepared)),
             ]
             step = await call_structured(
@@ -74,8 +70,9 @@ def make_sequential(models: Models, config: RefinerConfig) -> Node:
             )
             output = safety.SafetyOutput.model_validate(step.model_dump(exclude={"reply"}))
             critique = safety.finalize(output, prepared, cfg)
-            # Its rewrite answers its own revision only: a question it may not ask (known,
-            # declined, past the cap) becomes a caution that the editor applies.
+            # Its rewrite counts for its own revision only (with ask or block the reply is not
+            # used): a question it may not ask (known, declined, past the cap) becomes a
+            # caution that the editor applies.
             return critique, step.reply.strip() if output.verdict == "revise" else ""
 
         return await by_deadline(run(), state, cfg)

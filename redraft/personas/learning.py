@@ -16,7 +16,7 @@ from redraft.agents.memory import STORED_PREFIX, MemoryOutput, extract_memory
 from redraft.agents.prompting import last_user_message
 from redraft.llm import UsageTracker
 from redraft.personas.model import STYLE_FIELDS, EditPreference, Fact, Style, normalise, now
-from redraft.personas.store import PersonaStore
+from redraft.personas.store import PersonaStore, style_item
 from redraft.state import Usage
 
 log = structlog.get_logger("redraft")
@@ -141,11 +141,14 @@ async def learn_from_turn(
         )
     result = reconcile(output, stored)
     result.usage = usage
-    if result.writes:
-        await personas.put_facts(user_id, result.writes)
     style = merged_style(profile.style, output.style)
-    if style is not None:
-        await personas.set_style(user_id, style)
+    if result.writes or style is not None:
+        # One batch: a turn reading meanwhile sees all of this exchange's changes or none.
+        await personas.write(
+            user_id,
+            facts=result.writes,
+            profile=style_item(style) if style is not None else None,
+        )
     log.info(
         "memory.learned",
         user_id=user_id,
