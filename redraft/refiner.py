@@ -381,6 +381,16 @@ class Refiner:
             )
         return await self.arefine(request)
 
+    async def check_threads(self) -> None:
+        """Raise when the thread storage does not answer: a replica's health check. Threads on
+        PostgreSQL are asked for a connection; a local SQLite file or memory always answers."""
+        if self.config.checkpointer_kind != "postgres":
+            return
+        if self._checkpointer is None:
+            self._checkpointer = await self._open_checkpointer()
+        async with self._checkpointer.conn.connection(timeout=OPEN_TIMEOUT_S) as conn:
+            await conn.execute("SELECT 1")
+
     async def _start(self, request: RefineRequest, run_config: dict[str, Any]) -> tuple[Any, Any]:
         """The turn's graph and its input: the request, or — when the thread waits for an
         answer to the safety agent's question — the user's message as that answer."""

@@ -38,6 +38,8 @@ from redraft.server.openai_api import (
 from redraft.state import RefineRequest
 
 log = structlog.get_logger("redraft.server")
+HEALTH_TIMEOUT_S = 5.0
+"""How long a health check waits for the thread storage."""
 
 
 class Turn:
@@ -142,8 +144,16 @@ def create_app(
     install_error_handlers(app, lambda status: metrics.errors.labels(str(status)).inc())
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        """Up, and its thread storage answers: a balancer sends no turns to a replica whose
+        database is out of reach (503)."""
+        try:
+            await asyncio.wait_for(refiner.check_threads(), HEALTH_TIMEOUT_S)
+        except Exception as exc:
+            reason = f"thread storage: {type(exc).__name__}"
+            log.warning("health.unavailable", error=type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:
