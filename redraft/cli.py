@@ -9,9 +9,10 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
+
+from redraft.parsing import JSONNestingError, parse_json
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -31,20 +32,6 @@ def fail(message: str, code: int) -> int:
     """One line on stderr, whatever the message holds (a YAML error spans several)."""
     print("redraft: " + " ".join(message.split()), file=sys.stderr)
     return code
-
-
-class JSONNestingError(ValueError):
-    """JSON nested more deeply than Python's parser can go."""
-
-
-def parse_json(text: str | bytes | bytearray) -> Any:
-    """`json.loads`, except that JSON nested too deeply to parse (e.g. 100 KB of `[[[[`) is a
-    `JSONNestingError` (a ValueError, like any other bad input) instead of a RecursionError.
-    Every command and the server parse untrusted JSON with this."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise JSONNestingError("invalid JSON: nested too deeply") from None
 
 
 def describe_os_error(exc: OSError) -> str:

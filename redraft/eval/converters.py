@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from redraft.cli import JSONNestingError, parse_json
 from redraft.eval.datasets import (
     SAMPLE,
     DatasetError,
@@ -28,6 +27,7 @@ from redraft.eval.datasets import (
     sample_path,
     unique_ids,
 )
+from redraft.parsing import JSONNestingError, parse_json
 
 FORMATS: tuple[str, ...] = ("jsonl", "personachat", "focus", "inscit", "penguin")
 Turns = Literal["all", "last"]

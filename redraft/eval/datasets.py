@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from redraft.agents.judge import JudgeContext
-from redraft.cli import JSONNestingError, parse_json
+from redraft.parsing import JSONNestingError, parse_json
 from redraft.state import Message
 
 SAMPLE = "sample"

@@ -21,11 +21,12 @@ from langchain_core.runnables import RunnableLambda
 from redraft.agents.judge import judge_reply
 from redraft.agents.pairwise_judge import compare
 from redraft.agents.safety_judge import judge_safety
-from redraft.cli import describe_os_error, parse_json
+from redraft.cli import describe_os_error
 from redraft.config import RefinerConfig
 from redraft.eval.datasets import EvalCase
 from redraft.eval.results import Cost, Key, PairwiseResult, ResultsFile, Row
 from redraft.llm import UsageTracker
+from redraft.parsing import parse_json
 from redraft.refiner import Refiner
 from redraft.state import Usage
 

@@ -19,9 +19,10 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail, parse_json
+from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
 from redraft.config import RefinerConfig
 from redraft.llm import ModelNotConfiguredError
+from redraft.parsing import parse_json
 from redraft.routing.examples import ExamplesError
 from redraft.routing.router import Route, Router, get_router
 from redraft.state import RefineRequest

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from redraft.cli import JSONNestingError, parse_json
+from redraft.parsing import JSONNestingError, parse_json
 from redraft.server.errors import ApiError
 
 RETRY_AFTER_S = 1
