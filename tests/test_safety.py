@@ -173,6 +173,19 @@ async def test_block_wins_over_every_other_critique():
     assert model.calls_for("editor") == []
 
 
+async def test_only_the_safety_agent_declares_a_crisis():
+    """A `block` from another critic is an ordinary request for changes, not a crisis reply."""
+    model = ScriptedChatModel()
+    model.script("responder", "Try the steak.")
+    model.script("planner", plan("personalization"))
+    model.script("personalization", {**revise("steak", "mushroom galette"), "verdict": "block"})
+    model.script("editor", {"changes": [], "reply": "Try the mushroom galette."})
+    async with refiner(model) as r:
+        result = await r.arefine({"messages": [user("What should I eat tonight?")]})
+    assert not result.blocked
+    assert result.reply == "Try the mushroom galette."
+
+
 async def test_unparseable_safety_output_is_a_caution_never_a_pass():
     model = ScriptedChatModel()
     model.script("responder", "Just quit tomorrow.")

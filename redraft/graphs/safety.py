@@ -33,7 +33,8 @@ def safety_outcome(critiques: Iterable[Critique], cfg: RefinerConfig) -> dict[st
     (`block`) replaces the reply with the supportive message and crisis resources whatever the
     other critics said; a question (`ask`) goes to the user first. None when neither applies."""
     critiques = list(critiques)
-    blocking = next((c for c in critiques if c.verdict == "block"), None)
+    # Only the safety agent can declare a crisis; a stray `block` from another critic is not one.
+    blocking = next((c for c in critiques if c.verdict == "block" and c.aspect == ASPECT), None)
     if blocking is not None:
         return {"reply": block_reply(blocking, cfg), "blocked": True}
     asking = next((c for c in critiques if c.verdict == "ask" and c.safety), None)
