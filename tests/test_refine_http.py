@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from redraft import Refiner, RefineResult
@@ -277,14 +282,30 @@ async def test_threads_of_different_users_are_separate(provider, http_config):
     assert "alice" not in bob_prompt
 
 
-async def test_thread_survives_a_process_restart_on_sqlite(provider, http_config, tmp_path):
-    config = http_config(strategy="none", checkpointer="sqlite", home=tmp_path / "state")
+def test_thread_survives_a_process_restart_on_sqlite(provider, tmp_path):
+    """Two `redraft refine` processes, one turn each, on the same SQLite thread store."""
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": provider.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "REDRAFT_HOME": str(tmp_path / "state"),
+        "REDRAFT_STRATEGY": "none",
+        "REDRAFT_CHECKPOINTER": "sqlite",
+        "REDRAFT_MAX_RETRIES": "0",
+    }
     provider.script("responder", "Remembered answer.", "Next.")
-    async with Refiner(config) as refiner:
-        await refiner.arefine({"messages": [user("remember me")], "thread_id": "t"})
+    for message in ("remember me", "still there?"):
+        request = {"messages": [user(message)], "thread_id": "t"}
+        done = subprocess.run(
+            [sys.executable, "-m", "redraft.cli", "refine"],
+            input=json.dumps(request),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
     assert (tmp_path / "state" / "threads.sqlite").exists()
-    async with Refiner(config) as restarted:
-        await restarted.arefine({"messages": [user("still there?")], "thread_id": "t"})
     contents = [m["content"] for m in provider.calls_for("responder")[1].messages[1:]]
     assert contents == ["remember me", "Remembered answer.", "still there?"]
 
