@@ -139,6 +139,7 @@ OUTPUT = SafetyOutput
 EXAMPLES_K = 3
 
 _libraries: dict[tuple[str, str], PathLibrary] = {}
+_unavailable_said: set[str] = set()
 
 
 def path_library(cfg: RefinerConfig) -> PathLibrary | None:
@@ -148,7 +149,9 @@ def path_library(cfg: RefinerConfig) -> PathLibrary | None:
         try:
             embeddings = get_embeddings(cfg)
         except Exception as exc:  # no local model and no provider: fall back to domain priors
-            log.warning("safety.paths_unavailable", reason=str(exc))
+            if str(exc) not in _unavailable_said:  # said once per process, not every turn
+                _unavailable_said.add(str(exc))
+                log.warning("safety.paths_unavailable", reason=str(exc))
             return None
         paths = read_paths() + (read_paths(cfg.safety_paths) if cfg.safety_paths else [])
         _libraries[key] = PathLibrary(paths, embeddings)

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
@@ -18,15 +19,22 @@ from redraft.agents import CRITICS
 from redraft.agents.planner import plan_critics
 from redraft.agents.prompting import last_user_message
 from redraft.agents.responder import write_draft
-from redraft.agents.safety import attribute_facts
+from redraft.agents.safety import attribute_facts, read_answer
 from redraft.config import RefinerConfig, RunSettings
 from redraft.errors import RefineError
 from redraft.graphs.deadline import DeadlineExceeded, by_deadline
 from redraft.llm import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
-from redraft.personas.store import PersonaStore, embeddings_for
+from redraft.personas.store import PersonaStore, embeddings_for, question_key
 from redraft.routing.plans import hybrid_plan, plan_from_route, route_turn
-from redraft.state import CriticTask, Degradation, Plan, RefineRequest, TurnState
+from redraft.state import (
+    CriticTask,
+    Degradation,
+    Plan,
+    RefineRequest,
+    SafetyQuestion,
+    TurnState,
+)
 from redraft.tools.retrieval import request_passages, turn_evidence
 
 log = structlog.get_logger("redraft")
@@ -171,6 +179,110 @@ async def stored_attributes(
     return ({n: a.value for n, a in profile.attributes.items()} if profile else {}), []
 
 
+def threaded(config: RunnableConfig) -> bool:
+    """Whether the run has a thread (a checkpointer keeps its state between turns)."""
+    return bool((config.get("configurable") or {}).get("thread_id"))
+
+
+async def read_reply(
+    models: Models,
+    cfg: RefinerConfig,
+    *,
+    attribute: str,
+    question: str,
+    answer: str,
+    started: float,
+) -> str | None:
+    """The attribute's value in the user's answer to the safety agent's question, or None when
+    declined; the same reading in a thread (on resume) and outside one. Past the deadline the
+    answer is kept as given, as when the model fails."""
+    try:
+        model = models.for_role("critic", cfg)
+    except Exception:
+        model = None
+    reading = read_answer(
+        model, attribute=attribute, question=question, answer=answer, method=cfg.structured_output
+    )
+    try:
+        return await by_deadline(reading, {"started": started}, cfg)
+    except DeadlineExceeded:
+        return answer.strip()
+
+
+async def conversation_answers(
+    state: TurnState, store: BaseStore | None, models: Models, cfg: RefinerConfig
+) -> dict[str, Any]:
+    """Outside a thread: the safety agent's earlier questions in the conversation the client
+    resends, and their answers, so that the cap and declined answers hold as in a thread.
+
+    Nothing is checkpointed then, but for a user with a persona store the questions were recorded
+    when asked (`ask_user`): each one found among the assistant's messages counts as asked, and
+    the user's next message is its answer. An answer is read once (the reading is kept with the
+    question, so the conversation resent next turn costs no model call); it makes the attribute
+    known (kept in the profile too) or declined. {} when there is nothing to do.
+    """
+    history, user_id = state["history"], state["user_id"]
+    personas = persona_store(store, cfg, user_id)
+    said = [i for i, m in enumerate(history) if m["role"] == "assistant"]
+    if personas is None or not said:
+        return {}
+    try:
+        recorded = await personas.asked_questions(user_id, [history[i]["content"] for i in said])
+    except Exception as exc:
+        problem = f"asked questions could not be read: {type(exc).__name__}: {exc}"
+        return {"degraded": [degraded("memory", problem)]}
+    attributes = dict(state.get("attributes") or {})
+    declined = list(state.get("declined") or [])
+    count, asked, problems = 0, [], []
+    for i in said:
+        question = recorded.get(question_key(history[i]["content"]))
+        if question is None:
+            continue
+        count += 1
+        if i + 1 == len(history) or history[i + 1]["role"] != "user":
+            continue  # not answered (yet)
+        answer = history[i + 1]["content"]
+        if question.answer == answer:  # read in an earlier turn; the profile may know better
+            value = question.value
+            if value is not None:
+                attributes.setdefault(question.attribute, value)
+        else:
+            value = await read_reply(
+                models,
+                cfg,
+                attribute=question.attribute,
+                question=question.question,
+                answer=answer,
+                started=state["started"],
+            )
+            if value is not None:
+                attributes[question.attribute] = value
+            try:
+                read = question.model_copy(update={"answer": answer, "value": value})
+                await personas.answer_question(user_id, read)
+            except Exception as exc:
+                problems.append(f"the answer could not be stored: {type(exc).__name__}: {exc}")
+        if value is None and question.attribute not in declined:
+            declined.append(question.attribute)
+        if i + 2 == len(history):  # answered in this request: one of the turn's questions
+            record = SafetyQuestion(
+                attribute=question.attribute,
+                question=question.question,
+                answer=answer,
+                declined=value is None,
+            )
+            asked.append(record.model_dump())
+    if not count:
+        return {}
+    return {
+        "attributes": attributes,
+        "declined": declined,
+        "questions_asked": count,
+        "asked": asked,
+        "degraded": [degraded("memory", problem) for problem in problems],
+    }
+
+
 def _fresh_turn(
     state: TurnState,
     request: RefineRequest,
@@ -228,14 +340,21 @@ def make_retrieve(config: RefinerConfig, retrievers: Sequence[BaseRetriever]) ->
     return retrieve
 
 
-def make_draft(models: Models, config: RefinerConfig) -> Node:
-    async def draft(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
+def make_draft(models: Models, base: RefinerConfig) -> Node:
+    async def draft(
+        state: TurnState, runtime: Runtime[RefinerConfig], config: RunnableConfig
+    ) -> dict[str, Any]:
+        cfg = settings(runtime, base)
+        learned: dict[str, Any] = {}
+        if not threaded(config):  # a thread's answers were read on resume, in `ask_user`
+            # Here rather than in load_context, which has no model to read an answer with.
+            learned = await conversation_answers(state, runtime.store, models, cfg)
         if not state.get("drafted"):
-            return {"reply": state["draft"]}
-        cfg = settings(runtime, config)
+            return {**learned, "reply": state["draft"]}
+        attributes = learned.get("attributes", state.get("attributes") or {})
         try:
             model = models.for_role("responder", cfg)
-            persona = [*state["persona"], *attribute_facts(state.get("attributes") or {})]
+            persona = [*state["persona"], *attribute_facts(attributes)]
             text = await by_deadline(
                 write_draft(model, state["history"], persona, state["knowledge"]), state, cfg
             )
@@ -243,7 +362,7 @@ def make_draft(models: Models, config: RefinerConfig) -> Node:
             raise RefineError(f"no draft could be written: {exc}", step="draft", cause=exc) from exc
         if not text:
             raise RefineError("the responding model returned an empty reply", step="draft")
-        return {"draft": text, "reply": text}
+        return {**learned, "draft": text, "reply": text}
 
     return draft
 

@@ -4,13 +4,14 @@ With a thread (a checkpointer), the graph pauses with the question; the user's n
 `Refiner.aresume`) resumes it, the answer is kept as the attribute (or the attribute is marked
 declined), and the original message is answered again with that context. Without a thread
 nothing can pause: the question is the reply, and the caller sends the answer in the
-conversation.
+conversation; for a user with persona memory the question is recorded, so that the next turn
+finds it, and its answer, in the conversation the client resends (`nodes.conversation_answers`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -18,11 +19,11 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
 
-from redraft.agents.safety import ASPECT, block_reply, read_answer
+from redraft.agents.safety import ASPECT, block_reply
 from redraft.config import RefinerConfig
-from redraft.graphs.deadline import DeadlineExceeded, by_deadline
-from redraft.graphs.nodes import Node, degraded, persona_store, settings
+from redraft.graphs.nodes import Node, degraded, persona_store, read_reply, settings, threaded
 from redraft.llm import Models
+from redraft.personas.store import PersonaStore
 from redraft.state import Critique, SafetyQuestion, TurnState
 
 INTERRUPT_TYPE = "safety_question"
@@ -68,27 +69,34 @@ def make_ask_user(models: Models, base: RefinerConfig) -> Node:
         cfg = settings(runtime, base)
         ask = state["ask"]
         asked = (state.get("questions_asked") or 0) + 1
-        if not (config.get("configurable") or {}).get("thread_id"):
-            return {"reply": ask["question"], "questions_asked": asked}
+        if not threaded(config):
+            # Nothing is checkpointed: the question is kept with the user's persona instead.
+            problems = await remember(
+                runtime.store,
+                cfg,
+                state["user_id"],
+                lambda personas: personas.record_question(
+                    state["user_id"], ask["attribute"], ask["question"]
+                ),
+                "the question could not be recorded",
+            )
+            return {
+                "reply": ask["question"],
+                "questions_asked": asked,
+                "degraded": [degraded("memory", problem) for problem in problems],
+            }
         # Everything above runs again on resume, so it must stay free of side effects.
         answer = answer_text(interrupt({"type": INTERRUPT_TYPE, **ask}))
         # The answer is the user's next message: the resumed turn has a deadline of its own.
         started = time.time()
-        try:
-            model = models.for_role("critic", cfg)
-        except Exception:
-            model = None
-        reading = read_answer(
-            model,
+        value = await read_reply(
+            models,
+            cfg,
             attribute=ask["attribute"],
             question=ask["question"],
             answer=answer,
-            method=cfg.structured_output,
+            started=started,
         )
-        try:
-            value = await by_deadline(reading, {"started": started}, cfg)
-        except DeadlineExceeded:
-            value = answer.strip()  # kept as given, as when the model fails
         attributes = dict(state.get("attributes") or {})
         declined = list(state.get("declined") or [])
         problems = []
@@ -130,12 +138,30 @@ async def store_attribute(
 ) -> list[str]:
     """Keep an answered attribute in the user's profile too, so that no other conversation asks
     it again; returns what went wrong (the thread keeps the answer either way)."""
+    return await remember(
+        store,
+        cfg,
+        user_id,
+        lambda personas: personas.set_attribute(user_id, name, value, source="stated"),
+        "the answer could not be stored",
+    )
+
+
+async def remember(
+    store: BaseStore | None,
+    cfg: RefinerConfig,
+    user_id: str,
+    write: Callable[[PersonaStore], Awaitable[Any]],
+    failure: str,
+) -> list[str]:
+    """Write to the user's persona store, when the turn has one; returns what went wrong, for
+    `degraded`: the turn goes on without it."""
     try:
         personas = persona_store(store, cfg, user_id)
         if personas is not None:
-            await personas.set_attribute(user_id, name, value, source="stated")
+            await write(personas)
     except Exception as exc:
-        return [f"the answer could not be stored: {type(exc).__name__}: {exc}"]
+        return [f"{failure}: {type(exc).__name__}: {exc}"]
     return []
 
 

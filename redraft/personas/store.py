@@ -3,7 +3,8 @@
 Layout, under `("redraft", "user", <user>)`: `profile` (name, style, one item per PENGUIN
 attribute, so that writers of different attributes never overwrite each other), `facts`, `edits`
 (CIPHER preferences, searched by their context), `threads` (the user's thread ids, so that
-`forget` can delete them from the checkpointer) and, with Python ranking, `versions`.
+`forget` can delete them from the checkpointer), `questions` (what the safety agent asked outside
+a thread, and how the answer was read) and, with Python ranking, `versions`.
 
 Stores with a vector index (`InMemoryStore`, `SqliteStore` with sqlite-vec) rank natively. A store
 without one — PostgreSQL here, which has no pgvector — keeps each vector in its item and the
@@ -15,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp, SearchOp
+from pydantic import BaseModel, Field
 
 from redraft.config import RefinerConfig
 from redraft.personas.model import (
@@ -35,11 +39,13 @@ from redraft.personas.model import (
     Profile,
     Style,
     new_id,
+    normalise,
     now,
 )
 
 ROOT = "redraft"
 PROFILE, FACTS, EDITS, THREADS, VERSIONS = "profile", "facts", "edits", "threads", "versions"
+QUESTIONS = "questions"
 NAME_KEY, STYLE_KEY = "name", "style"
 VECTOR = "vector"
 """Key of the embedding kept inside an item when the store has no vector index (float16, base64:
@@ -61,6 +67,24 @@ def user_label(user_id: str) -> str:
 
 def user_namespace(user_id: str) -> tuple[str, ...]:
     return (ROOT, "user", user_label(user_id))
+
+
+def question_key(text: str) -> str:
+    """The key of an asked question: the same for the text as the client shows it again, whatever
+    its case, spacing or final period."""
+    return hashlib.sha256(normalise(text).encode()).hexdigest()[:32]
+
+
+class AskedQuestion(BaseModel):
+    """A question the safety agent asked outside a thread, where nothing else keeps it; with the
+    answer last read and what it said, so that a resent conversation is not read again."""
+
+    attribute: str
+    question: str
+    asked_at: datetime = Field(default_factory=now)
+    answer: str | None = None
+    value: str | None = None
+    """What `answer` says of the attribute; None for an answer that declined."""
 
 
 @dataclass
@@ -105,9 +129,7 @@ class PersonaStore:
         self, user_id: str, name: str, value: str, source: FactSource = "stated"
     ) -> Attribute:
         """Set one PENGUIN attribute (e.g. "Emotional State") of the user's profile."""
-        if name not in PENGUIN_ATTRIBUTES:
-            raise ValueError(f"unknown attribute {name!r}; one of {list(PENGUIN_ATTRIBUTES)}")
-        attribute = Attribute(value=value, source=source)
+        attribute = _attribute(name, value, source)
         await self.write(user_id, profile={name: attribute.model_dump(mode="json")})
         return attribute
 
@@ -162,6 +184,28 @@ class PersonaStore:
 
     async def threads(self, user_id: str) -> list[str]:
         return [i.value["thread_id"] for i in await self._all(self.namespace(user_id, THREADS))]
+
+    # ── questions the safety agent asked outside a thread ───────────────────────────────
+
+    async def record_question(self, user_id: str, attribute: str, question: str) -> None:
+        """Keep a question the safety agent asked, so that a later turn recognises it in the
+        conversation; one of the same text replaces it (and its reading)."""
+        await self.write(user_id, questions=[AskedQuestion(attribute=attribute, question=question)])
+
+    async def asked_questions(self, user_id: str, texts: Sequence[str]) -> dict[str, AskedQuestion]:
+        """The recorded questions among `texts`, by `question_key`: one batch of reads."""
+        namespace = self.namespace(user_id, QUESTIONS)
+        keys = list(dict.fromkeys(question_key(text) for text in texts))
+        items = await self.store.abatch([GetOp(namespace, key) for key in keys]) if keys else []
+        return {i.key: AskedQuestion.model_validate(i.value) for i in items if i is not None}
+
+    async def answer_question(self, user_id: str, asked: AskedQuestion) -> None:
+        """Keep how an answer was read, and the attribute it gave in the profile, in one batch."""
+        profile: dict[str, dict[str, Any]] = {}
+        if asked.value is not None:
+            attribute = _attribute(asked.attribute, asked.value, "stated")
+            profile[asked.attribute] = attribute.model_dump(mode="json")
+        await self.write(user_id, profile=profile, questions=[asked])
 
     # ── one turn's read, and forgetting ─────────────────────────────────────────────────
 
@@ -279,9 +323,10 @@ class PersonaStore:
         facts: Sequence[Fact] = (),
         edits: Sequence[EditPreference] = (),
         profile: dict[str, dict[str, Any]] | None = None,
+        questions: Sequence[AskedQuestion] = (),
     ) -> None:
-        """Write facts, edit preferences and profile items (key → value) in one batch, which
-        every store applies atomically: readers see all of it or none of it."""
+        """Write facts, edit preferences, profile items (key → value) and asked questions in one
+        batch, which every store applies atomically: readers see all of it or none of it."""
         indexed = [
             *(
                 (self.namespace(user_id, FACTS), f.id, f.model_dump(mode="json"), "text")
@@ -295,6 +340,15 @@ class PersonaStore:
         ops = [
             PutOp(self.namespace(user_id, PROFILE), key, value, index=False)
             for key, value in (profile or {}).items()
+        ]
+        ops += [
+            PutOp(
+                self.namespace(user_id, QUESTIONS),
+                question_key(q.question),
+                q.model_dump(mode="json"),
+                index=False,
+            )
+            for q in questions
         ]
         if self.native:
             ops += [PutOp(ns, key, value, index=[field]) for ns, key, value, field in indexed]
@@ -320,6 +374,12 @@ _vector_caches: weakref.WeakKeyDictionary[BaseStore, OrderedDict[tuple[str, ...]
 
 def style_item(style: Style) -> dict[str, dict[str, Any]]:
     return {STYLE_KEY: {**style.model_dump(mode="json"), "updated_at": now().isoformat()}}
+
+
+def _attribute(name: str, value: str, source: FactSource) -> Attribute:
+    if name not in PENGUIN_ATTRIBUTES:
+        raise ValueError(f"unknown attribute {name!r}; one of {list(PENGUIN_ATTRIBUTES)}")
+    return Attribute(value=value, source=source)
 
 
 def _profile_from(items: Sequence[Item]) -> Profile:
