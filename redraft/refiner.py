@@ -260,7 +260,8 @@ class Refiner:
             async with asyncio.timeout(settings.deadline_s):
                 graph, graph_input = await self._start(request, run_config)
         except Exception as exc:
-            problem = f"the thread could not be read: {type(exc).__name__}: {exc}"[:500]
+            detail = str(exc) or "no answer within the turn's deadline"
+            problem = f"the thread could not be read: {type(exc).__name__}: {detail}"[:500]
             if request.draft is None:
                 raise RefineError(problem, step="threads", cause=exc) from exc
             # A handed-in draft still comes back: the turn runs on the request's messages.

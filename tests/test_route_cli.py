@@ -89,23 +89,33 @@ def test_malformed_lines_are_named_and_the_others_still_routed(tmp_path: Path):
 
     assert done.returncode == 1
     outputs = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    # exactly one output per valid line (1, 4, 9), in input order
-    assert len(outputs) == 3
+    # exactly one output per valid line (1, 4, 7, 9), in input order
+    assert len(outputs) == 4
     assert outputs[0]["aspects"] == [] and outputs[1]["domain"] == "Career"
-    assert outputs[2]["aspects"] == ["factuality"]
+    assert outputs[3]["aspects"] == ["factuality"]
     stderr = done.stderr.decode().splitlines()
     assert stderr[0].startswith("redraft: router loaded")  # loaded before the first line
-    errors = {int(line.split(" line ")[1].split(":")[0]): line for line in stderr[1:-1]}
-    assert sorted(errors) == [2, 3, 5, 6, 7, 8, 10]
-    assert "invalid JSON" in errors[2]
-    assert "messages.0.role" in errors[3]
-    assert "empty line" in errors[5]
-    assert "JSON object" in errors[6]
-    assert "knowlege" in errors[7]
-    assert "user message" in errors[8]
-    assert "UTF-8" in errors[10]
-    assert stderr[-1] == "redraft: 7 line(s) of " + str(cases) + " could not be routed (see above)"
+    notes = {int(line.split(" line ")[1].split(":")[0]): line for line in stderr[1:-1]}
+    assert sorted(notes) == [2, 3, 5, 6, 7, 8, 10]
+    assert "invalid JSON" in notes[2]
+    assert "messages.0.role" in notes[3]
+    assert "empty line" in notes[5]
+    assert "JSON object" in notes[6]
+    assert notes[7].endswith("ignored field(s): knowlege")  # routed, and the typo is named
+    assert "user message" in notes[8]
+    assert "UTF-8" in notes[10]
+    assert stderr[-1] == "redraft: 6 line(s) of " + str(cases) + " could not be routed (see above)"
     assert "Traceback" not in done.stderr.decode()
+
+
+def test_a_datasets_own_fields_are_named_once_and_every_line_routed(tmp_path: Path):
+    """Tools keep ids and labels next to the contract's fields: not errors."""
+    cases = [{**case, "id": n, "label": "x"} for n, case in enumerate(CASES)]
+    done = route(stdin=jsonl(cases).encode())
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.decode().splitlines()) == len(CASES)
+    notes = [line for line in done.stderr.decode().splitlines() if "ignored" in line]
+    assert notes == ["redraft: stdin line 1: ignored field(s): id, label"]
 
 
 def test_stdin_to_stdout(tmp_path: Path):

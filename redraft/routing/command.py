@@ -1,7 +1,8 @@
 """`redraft route`: route JSONL cases with the embedding router, one output line per valid case.
 
 Input lines are `{"messages": [...], "persona": [...]?, "knowledge": [...]?, "draft": "..."?}`
-(validated as a RefineRequest). Output lines, in input order: `aspects`, `scores`, `sensitive`,
+(validated as a RefineRequest; other fields, such as a dataset's ids or labels, are ignored and
+named once on stderr). Output lines, in input order: `aspects`, `scores`, `sensitive`,
 `domain`, `reasons`, `ms`. The model loads once, before the first line; its load time goes to
 stderr. A malformed line is reported on stderr with its number and skipped; the exit code is then
 1, after every other line was routed.
@@ -36,8 +37,10 @@ def output_line(route: Route, ms: float) -> str:
     return json.dumps({**route.model_dump(include=OUTPUT_FIELDS), "ms": round(ms, 3)})
 
 
-def parse_case(line: str, config: RefinerConfig) -> RefineRequest:
-    """One input line as a request; raises ValueError with a one-line reason."""
+def parse_case(line: str, config: RefinerConfig) -> tuple[RefineRequest, list[str]]:
+    """One input line as a request, and the names of the fields it carries that routing does
+    not read (ids, labels: a dataset's own fields are not errors); raises ValueError with a
+    one-line reason."""
     if not line.strip():
         raise ValueError("empty line (one JSON object per line is expected)")
     try:
@@ -47,10 +50,12 @@ def parse_case(line: str, config: RefinerConfig) -> RefineRequest:
     if not isinstance(data, dict):
         raise ValueError("a case must be a JSON object")
     limits = {"max_messages": config.max_messages, "max_message_chars": config.max_message_chars}
+    known = {k: v for k, v in data.items() if k in RefineRequest.model_fields}
     try:
-        return RefineRequest.model_validate(data, context=limits)
+        case = RefineRequest.model_validate(known, context=limits)
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc)) from exc
+    return case, sorted(set(data) - set(known))
 
 
 def route_lines(
@@ -58,14 +63,20 @@ def route_lines(
 ) -> int:
     """Routes every valid line; returns the number of malformed or failed lines."""
     bad = 0
+    ignored_said: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         try:
-            case = parse_case(raw.decode("utf-8"), config)
+            case, ignored = parse_case(raw.decode("utf-8"), config)
         except (UnicodeDecodeError, ValueError) as exc:
             bad += 1
             reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc
             print(f"redraft: {source} line {number}: {reason}", file=sys.stderr)
             continue
+        unsaid = [name for name in ignored if name not in ignored_said]
+        if unsaid:  # a typo shows; a dataset's own fields are named once, not on every line
+            ignored_said.update(unsaid)
+            names = ", ".join(unsaid)
+            print(f"redraft: {source} line {number}: ignored field(s): {names}", file=sys.stderr)
         started = time.perf_counter()
         try:
             route = router.route(
