@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from redraft.eval.datasets import (
     EvalCase,
     describe,
     read_cases,
+    read_jsonl,
     sample_path,
     unique_ids,
 )
@@ -108,27 +109,6 @@ def read_json(path: Path) -> Any:
         raise DatasetError(f"{path}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not valid JSON: {exc}") from exc
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text: {exc.reason}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = parse_json(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path} line {number}: invalid JSON: {exc.msg}") from exc
-        except JSONNestingError as exc:
-            raise DatasetError(f"{path} line {number}: {exc}") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path} line {number}: expected a JSON object")
-        yield number, row
 
 
 def make_case(where: str, **fields: Any) -> EvalCase:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -94,26 +94,35 @@ def describe(error: ValidationError) -> str:
     )
 
 
-def read_cases(path: Path) -> list[EvalCase]:
-    """Read a dataset in redraft's JSONL schema; any bad line is a DatasetError naming it."""
+def read_jsonl(
+    path: Path, *, not_an_object: str = "expected a JSON object"
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSONL file with their line numbers (blank lines skipped); a file
+    that cannot be read or a bad line is a DatasetError naming it."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} is not UTF-8 text: {exc.reason}") from exc
-    cases: list[EvalCase] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            data = parse_json(line)
+            row = parse_json(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} line {number}: invalid JSON: {exc.msg}") from exc
         except JSONNestingError as exc:
             raise DatasetError(f"{path} line {number}: {exc}") from None
-        if not isinstance(data, dict):
-            raise DatasetError(f"{path} line {number}: a case must be a JSON object")
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path} line {number}: {not_an_object}")
+        yield number, row
+
+
+def read_cases(path: Path) -> list[EvalCase]:
+    """Read a dataset in redraft's JSONL schema; any bad line is a DatasetError naming it."""
+    cases: list[EvalCase] = []
+    for number, data in read_jsonl(path, not_an_object="a case must be a JSON object"):
         try:
             cases.append(EvalCase.model_validate(data))
         except ValidationError as exc:

@@ -33,8 +33,7 @@ from redraft.agents.safety import attribute_facts
 from redraft.agents.safety_judge import judge_safety
 from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
 from redraft.config import RefinerConfig
-from redraft.eval.converters import read_jsonl
-from redraft.eval.datasets import DatasetError
+from redraft.eval.datasets import DatasetError, read_jsonl
 from redraft.llm import ModelNotConfiguredError, Models
 from redraft.state import PENGUIN_ATTRIBUTES, Domain, PenguinAttribute
 from redraft.tools.acquisition_paths import AcquisitionPath, read_paths
