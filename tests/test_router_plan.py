@@ -3,9 +3,12 @@ FakeProvider) with the real embedding model."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from redraft import Refiner
+from redraft.routing.router import Router, get_router
 from tests.conftest import PASS, assistant, plan, revise, user
 
 KNOWLEDGE = ["The Eiffel Tower was completed in 1889 and is 330 metres tall."]
@@ -141,3 +144,35 @@ async def test_a_router_that_cannot_load_degrades_to_every_critic(provider, http
     assert result.plan.source == "all"
     assert result.degraded and result.degraded[0].step == "plan"
     assert "missing.jsonl" in result.degraded[0].reason
+
+
+async def test_the_routers_embeddings_overlap_the_draft(provider, http_config, monkeypatch):
+    """What the router embeds is known before the draft, so it is embedded while the draft is
+    written (time.monotonic, the clock of the provider's log) and the plan finds it cached."""
+
+    spans: list[tuple[float, float]] = []
+    prefetch = Router.prefetch
+
+    def timed_prefetch(self, *args, **kwargs):
+        started = time.monotonic()
+        prefetch(self, *args, **kwargs)
+        spans.append((started, time.monotonic()))
+
+    monkeypatch.setattr(Router, "prefetch", timed_prefetch)
+    config = http_config(planner="router")
+    get_router(config).load()  # once per process; the first turn would load it otherwise
+    provider.latency_s = 0.3
+    provider.script("responder", "Great, thanks! And you?")
+    async with Refiner(config) as refiner:
+        await refiner.arefine({"messages": [user("hey, how are things with you?")]})
+    [draft] = provider.calls_for("responder")
+    [(_, ended)] = spans
+    assert ended < draft.ended  # done before the draft came back: off the critical path
+
+
+async def test_no_prefetch_when_the_draft_is_given(provider, http_config, monkeypatch):
+    calls: list[object] = []
+    monkeypatch.setattr(Router, "prefetch", lambda self, *a, **k: calls.append(a))
+    async with Refiner(http_config(planner="router")) as refiner:
+        await refiner.arefine({"messages": [user("hey there")], "draft": "Hi!"})
+    assert calls == []

@@ -26,7 +26,7 @@ from redraft.graphs.deadline import DeadlineExceeded, by_deadline
 from redraft.llm import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
 from redraft.personas.store import PersonaStore, embeddings_for, question_key
-from redraft.routing.plans import hybrid_plan, plan_from_route, route_turn
+from redraft.routing.plans import hybrid_plan, plan_from_route, prefetch_route, route_turn
 from redraft.state import (
     CriticTask,
     Degradation,
@@ -352,9 +352,11 @@ def make_draft(models: Models, base: RefinerConfig) -> Node:
         if not state.get("drafted"):
             return {**learned, "reply": state["draft"]}
         attributes = learned.get("attributes", state.get("attributes") or {})
+        persona = [*state["persona"], *attribute_facts(attributes)]
+        if cfg.planner in ("router", "hybrid") and cfg.strategy in ("parallel", "sequential"):
+            prefetch_route(cfg, state["history"], persona)  # embeds while the draft is written
         try:
             model = models.for_role("responder", cfg)
-            persona = [*state["persona"], *attribute_facts(attributes)]
             text = await by_deadline(
                 write_draft(model, state["history"], persona, state["knowledge"]), state, cfg
             )

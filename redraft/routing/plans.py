@@ -27,6 +27,29 @@ async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[
     )
 
 
+_prefetching: set[asyncio.Task] = set()  # held until done (the loop keeps only weak refs)
+
+
+def prefetch_route(
+    config: RefinerConfig, history: Sequence[dict[str, str]], persona: Sequence[str]
+) -> None:
+    """Start embedding the turn's routing texts in a worker thread and return at once, so that
+    it overlaps the draft. Any failure is left for `route_turn` to meet and report."""
+    try:
+        router = get_router(config)
+    except Exception:
+        return
+    task = asyncio.ensure_future(asyncio.to_thread(router.prefetch, history, persona))
+    _prefetching.add(task)
+    task.add_done_callback(_prefetched)
+
+
+def _prefetched(task: asyncio.Task) -> None:
+    _prefetching.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: the route reports it
+
+
 def plan_from_route(route: Route, available: Sequence[str]) -> Plan:
     """The router's decision as the plan: its aspects that have a critic, highest score first."""
     return Plan(

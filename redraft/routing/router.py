@@ -178,6 +178,13 @@ class Router:
 
     # ── routing ─────────────────────────────────────────────────────────────────────────
 
+    def prefetch(self, messages: Sequence[dict[str, str]], persona: Sequence[str] = ()) -> None:
+        """Embed what `route` will embed for this turn. Everything it embeds is known before
+        the draft (the draft adds only cheap text signals), so the graph runs this while the
+        draft is written and the plan finds the vectors cached."""
+        self.load()
+        self._embed(embedded_texts(messages, persona))
+
     def route(
         self,
         messages: Sequence[dict[str, str]],
@@ -196,7 +203,7 @@ class Router:
         disclosures = [text for text in earlier_users if discloses_self(text)]
         known = [*persona, *disclosures]
 
-        texts = list(dict.fromkeys([query, *earlier_users, *persona]))
+        texts = embedded_texts(messages, persona)
         vectors = self._embed(texts)
         probabilities = self._probabilities(np.stack([vectors[t] for t in texts]))
         intents = {text: self._intent(row) for text, row in zip(texts, probabilities, strict=True)}
@@ -365,6 +372,16 @@ class Router:
 
 _routers: dict[tuple[Any, ...], Router] = {}
 _routers_lock = threading.Lock()
+
+
+def embedded_texts(messages: Sequence[dict[str, str]], persona: Sequence[str]) -> list[str]:
+    """The texts a turn's routing embeds: the latest user message, the user's recent earlier
+    messages and the persona facts."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    earlier_users = [m["content"] for m in messages[:last] if m["role"] == "user"]
+    return list(
+        dict.fromkeys([messages[last]["content"], *earlier_users[-CONTEXT_TURNS:], *persona])
+    )
 
 
 def router_key(config: RefinerConfig) -> tuple[Any, ...]:
