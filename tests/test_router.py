@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
+from langchain_core.embeddings import Embeddings
 from pydantic import ValidationError
 
 from redraft.config import RefinerConfig
@@ -204,3 +207,33 @@ def test_the_routing_benchmark_set_is_not_in_the_training_examples():
         queries = [json.loads(line)["case"]["messages"][-1]["content"] for line in cases]
     assert len(queries) >= 200
     assert not [q for q in queries if q.lower() in texts]
+
+
+def test_a_text_being_embedded_is_waited_for_not_embedded_twice():
+    """The prefetch during the draft and the plan's route may ask for the same texts at once."""
+
+    class SlowEmbeddings(Embeddings):
+        def __init__(self) -> None:
+            self.embedded: list[str] = []
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            self.embedded += texts
+            time.sleep(0.2)
+            return [[float(len(t)), 1.0] for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.embed_documents([text])[0]
+
+    embeddings = SlowEmbeddings()
+    router = Router(embeddings, [])
+    results: list[dict] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(router._embed(["query", "fact"])))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(embeddings.embedded) == ["fact", "query"]
+    assert all(list(found["query"]) == [5.0, 1.0] for found in results) and len(results) == 3

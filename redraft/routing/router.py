@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,9 @@ class Router:
         self._load_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # Texts being embedded right now (e.g. by the prefetch during the draft): a route that
+        # needs one waits for it instead of embedding it a second time.
+        self._embedding: dict[str, Future[np.ndarray]] = {}
         self._labels: list[str] = []
         self._weights: np.ndarray | None = None
         self._bias: np.ndarray | None = None
@@ -147,19 +151,33 @@ class Router:
             self._cache.clear()
 
     def _embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Vectors for `texts`; persona facts and earlier turns come from the cache."""
+        """Vectors for `texts`; persona facts and earlier turns come from the cache, and a text
+        another thread is embedding is waited for, not embedded twice."""
         with self._cache_lock:
             found = {t: self._cache[t] for t in texts if t in self._cache}
             for text in found:
                 self._cache.move_to_end(text)
-        missing = list(dict.fromkeys(t for t in texts if t not in found))
-        if missing:
-            vectors = np.asarray(self.embeddings.embed_documents(missing), dtype=np.float32)
+            missing = [t for t in texts if t not in found]
+            waiting = {t: self._embedding[t] for t in missing if t in self._embedding}
+            mine = list(dict.fromkeys(t for t in missing if t not in waiting))
+            for text in mine:
+                self._embedding[text] = Future()
+        if mine:
+            try:
+                vectors = np.asarray(self.embeddings.embed_documents(mine), dtype=np.float32)
+            except BaseException as exc:
+                with self._cache_lock:
+                    for text in mine:
+                        self._embedding.pop(text).set_exception(exc)
+                raise
             with self._cache_lock:
-                for text, vector in zip(missing, vectors, strict=True):
+                for text, vector in zip(mine, vectors, strict=True):
                     found[text] = self._cache[text] = vector
+                    self._embedding.pop(text).set_result(vector)
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
+        for text, pending in waiting.items():
+            found[text] = pending.result()
         return found
 
     def _probabilities(self, vectors: np.ndarray) -> np.ndarray:
