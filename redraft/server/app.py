@@ -86,6 +86,8 @@ class Turn:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 outcome, error = "timeout", ApiError(504, f"no reply within {timeout_s:g} s")
             elif isinstance(exc, RefineError):
+                # No message text here: the step and the error type say what an operator needs.
+                log.warning("turn.failed", step=exc.step, error=type(exc.cause or exc).__name__)
                 outcome, error = "failed", ApiError(502, f"no reply could be made: {exc}")
             else:
                 log.exception("turn.error", error=type(exc).__name__)
