@@ -36,12 +36,14 @@ def script_turn(provider) -> None:
     provider.set_default("editor", {"changes": [], "reply": REFINED})
 
 
-def config(http_config, retries: int = 0):
+def config(http_config, retries: int = 0, fault: str | None = None):
     return http_config(
         planner="llm",
         critics=["factuality", "coherence"],
         max_retries=retries,
-        timeout_s=0.5,  # `hang` is cut by the client's timeout
+        # `hang` is cut by the client's timeout; other calls get one that a loaded machine
+        # cannot hit
+        timeout_s=0.5 if fault == "hang" else 5.0,
         deadline_s=10.0,
     )
 
@@ -50,7 +52,7 @@ def config(http_config, retries: int = 0):
 async def test_no_draft_is_a_typed_error(provider, http_config, fault):
     script_turn(provider)
     provider.script("responder", FAULTS[fault])
-    async with Refiner(config(http_config)) as refiner:
+    async with Refiner(config(http_config, fault=fault)) as refiner:
         if fault == "invalid_json":
             # a text answer cut in half is still text: nothing can tell it from a short draft
             result = await refiner.arefine({"messages": [user("When did it open?")]})
@@ -76,7 +78,7 @@ async def test_a_failing_agent_degrades_the_turn(
     script_turn(provider)
     hit = [FAULTS[fault]] * (2 if fault == "invalid_json" else 1)  # parse errors: asked again
     provider.script(agent, *hit)
-    async with Refiner(config(http_config)) as refiner:
+    async with Refiner(config(http_config, fault=fault)) as refiner:
         result = await refiner.arefine({"messages": [user("When did it open?")]})
     assert result.reply == reply
     assert [d.step for d in result.degraded] == degraded
@@ -91,7 +93,7 @@ async def test_transport_faults_are_retried_by_the_client(provider, http_config,
     agents = ["responder", "planner", "factuality", "editor"]
     for agent in agents:
         provider.script(agent, FAULTS[fault])
-    async with Refiner(config(http_config, retries=1)) as refiner:
+    async with Refiner(config(http_config, retries=1, fault=fault)) as refiner:
         result = await refiner.arefine({"messages": [user("When did it open?")]})
     assert result.reply == REFINED and result.degraded is None
     for agent in agents:
