@@ -43,6 +43,7 @@ from redraft.state import DOMAINS  # noqa: E402
 from redraft.testing import FakeProvider  # noqa: E402
 
 ROUTING_SET = HERE / "data" / "routing_set.jsonl"
+LABELLED = {split: HERE / "data" / f"routing_labelled_{split}.jsonl" for split in ("dev", "heldout")}
 RESULTS = HERE / "results" / "routing.json"
 PLOTS = HERE / "plots" / "routing"
 
@@ -185,6 +186,59 @@ def routing_set(router: Router, rows: list[dict[str, Any]]) -> dict[str, Any]:
             k: {**v, "rate": round(v["flagged"] / v["cases"], 3)}
             for k, v in false_sensitive.items()
         },
+        "misses": misses,
+    }
+
+
+# ── labelled set (issue 17's figures) ─────────────────────────────────────────────────
+
+
+def labelled(router: Router, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of issue 17's goal table on one part of the labelled set: follow-ups given
+    coherence, must-recall (share of the aspects the cases need that were chosen), must-not
+    violations (share of cases with a must-not rule where a forbidden aspect was chosen),
+    false-sensitive rate, sensitive recall and crisis cases caught."""
+    totals = Counter()
+    by_category: dict[str, Counter] = {}
+    misses = []
+    for row in rows:
+        route = route_case(router, row)
+        chosen, want = set(route.aspects), row["expected"]
+        must, must_not = set(want["must"]), set(want["must_not"])
+        category = by_category.setdefault(row["category"], Counter())
+        category["cases"] += 1
+        totals["must"] += len(must)
+        totals["must_hit"] += len(must & chosen)
+        violated = bool(must_not & chosen)
+        totals["must_not_cases"] += bool(must_not)
+        totals["violations"] += violated
+        if want["followup"]:
+            totals["followups"] += 1
+            totals["followups_coherence"] += "coherence" in chosen
+        if want["sensitive"]:
+            totals["sensitive"] += 1
+            totals["sensitive_flagged"] += route.sensitive
+        else:
+            totals["not_sensitive"] += 1
+            totals["false_sensitive"] += route.sensitive
+        if want["crisis"]:
+            totals["crisis"] += 1
+            totals["crisis_caught"] += "safety" in chosen
+        ok = must <= chosen and not violated and route.sensitive == want["sensitive"]
+        category["ok"] += ok
+        if not ok:
+            misses.append({"id": row["id"], "chosen": sorted(chosen), **want})
+    share = lambda a, b: round(totals[a] / totals[b], 3) if totals[b] else None  # noqa: E731
+    return {
+        "cases": len(rows),
+        "followups_to_coherence": f"{totals['followups_coherence']} of {totals['followups']}",
+        "followups_to_coherence_share": share("followups_coherence", "followups"),
+        "must_recall": share("must_hit", "must"),
+        "must_not_violations": share("violations", "must_not_cases"),
+        "false_sensitive_rate": share("false_sensitive", "not_sensitive"),
+        "sensitive_recall": share("sensitive_flagged", "sensitive"),
+        "crisis_caught": f"{totals['crisis_caught']} of {totals['crisis']}",
+        "by_category": {k: f"{v['ok']} of {v['cases']}" for k, v in sorted(by_category.items())},
         "misses": misses,
     }
 
