@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from redraft.parsing import JSONNestingError, parse_json
+from redraft.parsing import JSONLimitError, parse_json
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -61,7 +61,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         return fail(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", EXIT_BAD_INPUT
         )
-    except JSONNestingError as exc:
+    except JSONLimitError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     try:
         config = RefinerConfig(

@@ -28,7 +28,7 @@ from redraft.eval.datasets import (
     sample_path,
     unique_ids,
 )
-from redraft.parsing import JSONNestingError, parse_json
+from redraft.parsing import JSONLimitError, parse_json
 
 FORMATS: tuple[str, ...] = ("jsonl", "personachat", "focus", "inscit", "penguin")
 Turns = Literal["all", "last"]
@@ -105,7 +105,7 @@ def read_json(path: Path) -> Any:
         return parse_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except JSONNestingError as exc:
+    except JSONLimitError as exc:
         raise DatasetError(f"{path}: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not valid JSON: {exc}") from exc

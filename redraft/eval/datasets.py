@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from redraft.agents.judge import JudgeContext
-from redraft.parsing import JSONNestingError, parse_json
+from redraft.parsing import JSONLimitError, parse_json
 from redraft.state import Message
 
 SAMPLE = "sample"
@@ -112,7 +112,7 @@ def read_jsonl(
             row = parse_json(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} line {number}: invalid JSON: {exc.msg}") from exc
-        except JSONNestingError as exc:
+        except JSONLimitError as exc:
             raise DatasetError(f"{path} line {number}: {exc}") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{path} line {number}: {not_an_object}")

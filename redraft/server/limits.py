@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from redraft.parsing import JSONNestingError, parse_json
+from redraft.parsing import JSONLimitError, JSONNestingError, parse_json
 from redraft.server.errors import ApiError
 
 RETRY_AFTER_S = 1
@@ -37,7 +37,7 @@ class TurnSlots:
 async def read_json_body(request: Request, max_bytes: int) -> Any:
     """The request's JSON body: 415 if it is not JSON, 413 past `max_bytes` (counted as it
     arrives, so a chunked body cannot slip past a missing Content-Length), 400 if malformed
-    (nested too deeply to parse included)."""
+    (nested too deeply, a number too long or out of range, a duplicate key included)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(
@@ -57,6 +57,8 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         return parse_json(body)
     except JSONNestingError:
         raise ApiError(400, "invalid JSON: the body is nested too deeply") from None
+    except JSONLimitError as exc:
+        raise ApiError(400, str(exc)) from None
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
