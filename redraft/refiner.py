@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -37,7 +39,7 @@ from redraft.state import (
     RefineResult,
     SafetyQuestion,
 )
-from redraft.tools.embeddings import DeferredEmbeddings
+from redraft.tools.embeddings import DeferredEmbeddings, LocalEmbeddings, wait_for_load
 
 log = structlog.get_logger("redraft")
 
@@ -112,6 +114,10 @@ class Refiner:
     Use it as an (async) context manager, or call `close()`/`aclose()`, to finish background
     memory work and release thread and persona storage.
     """
+    `preload=True`: `async with Refiner(...)` loads the embedding model, the router and the
+    knowledge base before its body runs (see `preload()`), so the first turn is as fast as the
+    tenth. Without it they load in the background on first need, and turns with a deadline go
+    without them until then (said in `degraded`).
 
     def __init__(
         self,
@@ -122,8 +128,13 @@ class Refiner:
         retrievers: Sequence[BaseRetriever] = (),
         store: BaseStore | None = None,
     ) -> None:
+        preload: bool = False,
         self.config = config or RefinerConfig()
         configure_logging(self.config.log_level)
+        self._preload = preload
+        # Models configured by name need the chat-model client library, a second's import:
+        # started now in the background, so that no turn imports it on the event loop.
+        self._client_import = _start_client_import() if model is None else None
         self._model = model
         self._retrievers = list(retrievers)
         self._store = store
@@ -256,6 +267,8 @@ class Refiner:
         run_config = self._run_config(request, tracker, reply_tokens=reply_tokens)
         lost_thread: Degradation | None = None
         try:
+                if self._client_import is not None:
+                    await wait_for_load(self._client_import, None)
             # Reading the thread counts against the turn's deadline like everything else.
             async with asyncio.timeout(settings.deadline_s):
                 graph, graph_input = await self._start(request, run_config)
@@ -559,7 +572,41 @@ class Refiner:
             self._loop = None
 
     async def __aenter__(self) -> Refiner:
+    async def preload(self) -> dict[str, float]:
+        """Load now, in worker threads (the event loop keeps serving), what a turn would
+        otherwise find still loading: the local embedding model, the router (planner router or
+        hybrid), the knowledge base (when configured) and the chat-model client library.
+        Returns the seconds each part took; a part that cannot load is logged and left to
+        degrade the turns that need it, as it would without preloading."""
+        from redraft.routing.plans import start_router_load
+        from redraft.tools.embeddings import local_model_installed, needs_local_model
+        from redraft.tools.retrieval import configured_knowledge_base
+
+        cfg = self.config
+        parts: list[tuple[str, Any]] = []
+        if self._client_import is not None:
+            parts.append(("chat_models", self._client_import.result))
+        if needs_local_model(cfg) and local_model_installed():
+            parts.append(("embeddings", lambda: LocalEmbeddings().warm_up()))
+        if cfg.planner in ("router", "hybrid"):
+            parts.append(("router", lambda: start_router_load(cfg).result()))
+        if cfg.kb != "off":
+            parts.append(("knowledge_base", lambda: configured_knowledge_base(cfg)))
+        seconds: dict[str, float] = {}
+        for name, load in parts:
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(load)
+            except Exception as exc:
+                log.warning("preload.failed", part=name, error=f"{type(exc).__name__}: {exc}")
+                continue
+            seconds[name] = round(time.perf_counter() - started, 3)
+        log.info("preload.done", **seconds)
+        return seconds
+
         return self
+        if self._preload:
+            await self.preload()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -572,6 +619,29 @@ class Refiner:
 
 
 RETRY_S = 60.0
+_client_import: Future[Any] | None = None
+_client_import_lock = threading.Lock()
+
+
+def _start_client_import() -> Future[Any]:
+    """Import the chat-model client library (langchain_openai, openai) in a background
+    thread, once per process; the future is done when it is imported (or failed to)."""
+    global _client_import
+    with _client_import_lock:
+        if _client_import is None:
+            _client_import = Future()
+            loading = _client_import
+
+            def run() -> None:
+                try:
+                    loading.set_result(importlib.import_module("langchain_openai"))
+                except BaseException as exc:
+                    loading.set_exception(exc)
+
+            threading.Thread(target=run, name="redraft-client-import").start()
+        return _client_import
+
+
 """How long a persona store that failed to open is left alone before it is tried again."""
 
 

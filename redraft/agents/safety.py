@@ -37,7 +37,7 @@ from redraft.state import (
     SafetyDetails,
 )
 from redraft.tools.acquisition_paths import PathLibrary, read_paths
-from redraft.tools.embeddings import get_embeddings
+from redraft.tools.embeddings import get_embeddings, wait_for_model
 
 log = structlog.get_logger("redraft.safety")
 
@@ -161,7 +161,10 @@ def path_library(cfg: RefinerConfig) -> PathLibrary | None:
 async def prepare(task: CriticTask, cfg: RefinerConfig) -> CriticTask:
     """RAISE's online stage: the acquisition paths of the most similar stored queries."""
     query = last_user_message(task["history"])
-    library = path_library(cfg)
+    # A turn with a deadline does not wait for the embedding model to load: the domain's
+    # paths stand in until it has.
+    ready = await wait_for_model(cfg, None if cfg.deadline_s is None else 0)
+    library = path_library(cfg) if ready else None
     if library is not None:
         examples = await library.nearest(query, EXAMPLES_K)
     else:

@@ -26,7 +26,13 @@ from redraft.graphs.deadline import DeadlineExceeded, by_deadline
 from redraft.llm import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
 from redraft.personas.store import PersonaStore, embeddings_for, question_key
-from redraft.routing.plans import hybrid_plan, plan_from_route, prefetch_route, route_turn
+from redraft.routing.plans import (
+    hybrid_plan,
+    plan_from_route,
+    prefetch_route,
+    route_turn,
+    router_ready,
+)
 from redraft.state import (
     CriticTask,
     Degradation,
@@ -380,12 +386,22 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
         if cfg.planner in ("router", "hybrid"):
             persona = [*state["persona"], *attribute_facts(state.get("attributes") or {})]
             try:
-                route = await by_deadline(route_turn(cfg, state, persona), state, cfg)
+                # A turn with a deadline does not wait for the router to load.
+                ready = await router_ready(cfg, None if cfg.deadline_s is None else 0)
+                if ready:
+                    route = await by_deadline(route_turn(cfg, state, persona), state, cfg)
             except Exception as exc:
                 reasons = {a: "router failed; checking every aspect" for a in aspects}
                 fallback = Plan(aspects=aspects, reasons=reasons, source="all")
                 return {"plan": fallback.model_dump(), "degraded": [degraded("plan", exc)]}
-            if cfg.planner == "router" or route.confidence >= cfg.hybrid_threshold:
+            if route is None:
+                instead = "every aspect" if cfg.planner == "router" else "the LLM planner"
+                loading = [degraded("plan", f"the router is still loading: {instead} instead")]
+                if cfg.planner == "router":
+                    reasons = {a: "router still loading; checking every aspect" for a in aspects}
+                    fallback = Plan(aspects=aspects, reasons=reasons, source="all")
+                    return {"plan": fallback.model_dump(), "degraded": loading}
+            elif cfg.planner == "router" or route.confidence >= cfg.hybrid_threshold:
                 return {"plan": plan_from_route(route, aspects).model_dump()}
         try:
             chosen = await by_deadline(
@@ -408,13 +424,14 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
             # Without a plan, checking everything is the safe choice.
             reasons = {a: "planner failed; checking every aspect" for a in aspects}
             fallback = Plan(aspects=aspects, reasons=reasons, source="all")
-            return {"plan": fallback.model_dump(), "degraded": [degraded("plan", exc)]}
+            return {"plan": fallback.model_dump(), "degraded": [*loading, degraded("plan", exc)]}
         if route is not None:
             chosen = hybrid_plan(chosen, route, aspects)
-        return {"plan": chosen.model_dump()}
+        return {"plan": chosen.model_dump(), "degraded": loading}
 
     return plan
 
+        loading: list[dict[str, str]] = []
 
 async def finalize(state: TurnState) -> dict[str, Any]:
     """The reply joins the thread's history; the turn is complete.

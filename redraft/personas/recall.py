@@ -14,7 +14,8 @@ from langgraph.store.base import BaseStore
 from redraft.config import RefinerConfig
 from redraft.log import text_fields
 from redraft.personas.model import Profile, normalise
-from redraft.personas.store import PersonaStore
+from redraft.personas.store import PersonaStore, Recall
+from redraft.tools.embeddings import model_loaded, needs_local_model, wait_for_model
 
 log = structlog.get_logger("redraft")
 
@@ -70,9 +71,17 @@ async def persona_for_turn(
     if store is not None and config.memory and remembers(user_id):
         try:
             personas = PersonaStore.on(store, config)
-            recall = await personas.recall(
-                user_id, query, k_facts=config.memory_top_k, k_edits=config.memory_edit_k
-            )
+            # A turn with a deadline does not wait for the embedding model to load: until it
+            # has, the turn gets the profile (no vectors needed) and no stored facts.
+            if await wait_for_model(config, None if config.deadline_s is None else 0):
+                recall = await personas.recall(
+                    user_id, query, k_facts=config.memory_top_k, k_edits=config.memory_edit_k
+                )
+            else:
+                recall = Recall(profile=await personas.get_profile(user_id), facts=[], edits=[])
+                problems.append(
+                    "persona memory recall skipped: the embedding model is still loading"
+                )
         except Exception as exc:
             log.warning("memory.recall_failed", user_id=user_id, error=type(exc).__name__)
             problems.append(f"persona memory could not be read: {type(exc).__name__}: {exc}")
@@ -130,6 +139,8 @@ async def _by_relevance(lines: list[Line], query: str, config: RefinerConfig) ->
     """The lines, most similar to the query first (in the given order if embeddings fail)."""
     from redraft.tools.embeddings import get_embeddings
 
+    if needs_local_model(config) and not model_loaded():
+        return lines  # a turn does not load the model
     try:
         embeddings = get_embeddings(config)
         vectors = np.asarray(

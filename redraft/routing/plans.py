@@ -8,11 +8,14 @@ sensitivity and domain are kept whole (the safety critic reads the domain), so `
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from redraft.config import RefinerConfig
 from redraft.routing.router import Route, get_router
 from redraft.state import Plan, TurnState
+from redraft.tools.embeddings import wait_for_load
 
 
 async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[str]) -> Route:
@@ -27,6 +30,40 @@ async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[
     )
 
 
+_loads: dict[int, Future[None]] = {}
+_loads_lock = threading.Lock()
+
+
+def start_router_load(config: RefinerConfig) -> Future[None]:
+    """Load the config's router (the embedding model, the examples, the classifier) in a
+    background thread, once; returns at once. A failed load is tried again by a later call."""
+    router = get_router(config)
+    with _loads_lock:
+        loading = _loads.get(id(router))
+        if loading is None or (loading.done() and loading.exception() is not None):
+            loading = _loads[id(router)] = Future()
+
+            def load() -> None:
+                try:
+                    router.load()
+                except BaseException as exc:
+                    loading.set_exception(exc)
+                else:
+                    loading.set_result(None)
+
+            threading.Thread(target=load, name="redraft-router-load").start()
+        return loading
+
+
+async def router_ready(config: RefinerConfig, wait_s: float | None) -> bool:
+    """Whether the router can route now; starts its load in the background if needed and
+    waits at most `wait_s` seconds (None: until loaded, off the event loop). A failed load is
+    raised."""
+    if get_router(config).load_times is not None:
+        return True
+    return await wait_for_load(start_router_load(config), wait_s)
+
+
 _prefetching: set[asyncio.Task] = set()  # held until done (the loop keeps only weak refs)
 
 
@@ -38,6 +75,9 @@ def prefetch_route(
     try:
         router = get_router(config)
     except Exception:
+        return
+    if router.load_times is None:  # loading is not prefetching: it goes to the background
+        start_router_load(config)
         return
     task = asyncio.ensure_future(asyncio.to_thread(router.prefetch, history, persona))
     _prefetching.add(task)

