@@ -216,6 +216,27 @@ class RefinerConfig(BaseSettings):
         "persona is trimmed by relevance to the query.",
     )
     log_level: str = Field("INFO", description="DEBUG shows message and persona text.")
+    # Sizes of the untrusted texts of a request (messages: max_messages, max_message_chars).
+    max_persona_facts: int = Field(200, ge=1, description="Most inline persona facts per request.")
+    max_fact_chars: int = Field(2_000, ge=1, description="Most characters in one persona fact.")
+    max_passages: int = Field(50, ge=1, description="Most knowledge passages per request.")
+    max_passage_chars: int = Field(
+        20_000, ge=1, description="Most characters in one knowledge passage."
+    )
+    max_draft_chars: int = Field(
+        64_000, ge=1, description="Most characters in a handed-in draft."
+    )
+    max_request_chars: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most characters of messages, persona, knowledge and draft together.",
+    )
+    max_reply_chars: int = Field(
+        64_000,
+        ge=1,
+        description="Most characters a model's draft or rewrite may have: a longer draft fails "
+        "the turn (RefineError), a longer rewrite is dropped for the draft (degraded).",
+    )
 
     @field_validator("critics", mode="before")
     @classmethod

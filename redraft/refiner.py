@@ -31,6 +31,7 @@ from redraft.personas.model import EditPreference, normalise
 from redraft.personas.recall import remembers
 from redraft.personas.store import OPEN_TIMEOUT_S, PersonaStore, open_store
 from redraft.personas.worker import MemoryWorker
+from redraft.request_limits import REQUEST_LIMITS
 from redraft.state import (
     Critique,
     Degradation,
@@ -159,10 +160,7 @@ class Refiner:
     def validate(self, request: RefineRequest | Mapping[str, Any]) -> RefineRequest:
         """Check a request against this refiner's limits; raises pydantic's ValidationError."""
         data = request.model_dump() if isinstance(request, RefineRequest) else request
-        limits = {
-            "max_messages": self.config.max_messages,
-            "max_message_chars": self.config.max_message_chars,
-        }
+        limits = {name: getattr(self.config, name) for name in REQUEST_LIMITS}
         return RefineRequest.model_validate(data, context=limits)
 
     # ── threads ─────────────────────────────────────────────────────────────────────────

@@ -8,6 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 (graph schemas)
 
 from redraft.config import Aspect, Domain
+from redraft.request_limits import (
+    check_identifier,
+    check_texts,
+    check_total,
+    draft_chars,
+    limit,
+)
 
 # Merge order when critiques conflict: the earlier aspect wins.
 PRECEDENCE: tuple[str, ...] = ("safety", "factuality", "personalization", "coherence")
@@ -99,6 +106,41 @@ class RefineRequest(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("draft must not be empty when given")
         return value
+
+    @field_validator("user_id", "thread_id")
+    @classmethod
+    def _storable_id(cls, value: str | None) -> str | None:
+        return value if value is None else check_identifier(value)
+
+    @field_validator("persona")
+    @classmethod
+    def _facts_within_limits(cls, facts: list[str], info: ValidationInfo) -> list[str]:
+        context = info.context
+        most, chars = limit(context, "max_persona_facts"), limit(context, "max_fact_chars")
+        check_texts(facts, what="fact", most=most, most_chars=chars)
+        return facts
+
+    @field_validator("knowledge")
+    @classmethod
+    def _passages_within_limits(cls, passages: list[str], info: ValidationInfo) -> list[str]:
+        context = info.context
+        most, chars = limit(context, "max_passages"), limit(context, "max_passage_chars")
+        check_texts(passages, what="passage", most=most, most_chars=chars)
+        return passages
+
+    @field_validator("draft")
+    @classmethod
+    def _draft_within_limit(cls, value: Any, info: ValidationInfo) -> Any:
+        most, chars = limit(info.context, "max_draft_chars"), draft_chars(value)
+        if chars > most:
+            raise ValueError(f"the draft has {chars} characters; at most {most} are accepted")
+        return value
+
+    @model_validator(mode="after")
+    def _total_within_limit(self, info: ValidationInfo) -> RefineRequest:
+        texts = [m.content for m in self.messages] + self.persona + self.knowledge
+        check_total(sum(map(len, texts)) + draft_chars(self.draft), info.context)
+        return self
 
 
 class Issue(BaseModel):

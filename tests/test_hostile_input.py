@@ -22,14 +22,15 @@ from tests.conftest import user
 @pytest.fixture
 def app_client(tmp_path):
     def make(**overrides) -> TestClient:
-        config = RefinerConfig(
-            api_key="k",
-            base_url="http://127.0.0.1:9",
-            home=tmp_path / "home",
-            checkpointer="memory",
-            planner="llm",
+        values = {
+            "api_key": "k",
+            "base_url": "http://127.0.0.1:9",
+            "home": tmp_path / "home",
+            "checkpointer": "memory",
+            "planner": "llm",
             **overrides,
-        )
+        }
+        config = RefinerConfig(**values)
         return TestClient(create_app(config, ServerConfig()), raise_server_exceptions=False)
 
     return make
@@ -143,3 +144,124 @@ def test_fuzz_numbers_through_the_server_are_never_a_5xx(literal):
 FUZZ_CONFIG = RefinerConfig(
     api_key="k", base_url="http://127.0.0.1:9", checkpointer="memory", planner="llm"
 )
+
+
+# ── item 4: a size for every untrusted text; a cap on what an upstream reply may be ──────
+
+
+def chat(**fields) -> dict:
+    return {"model": "m", "messages": [user("hi")], **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "words"),
+    [
+        ({"knowledge": ["k" * 20_001]}, "knowledge", "passage 0 has 20001 characters"),
+        ({"knowledge": ["k"] * 51}, "knowledge", "at most 50 passages"),
+        ({"persona": ["f", "f" * 2_001]}, "persona", "fact 1 has 2001 characters"),
+        ({"persona": ["f"] * 201}, "persona", "at most 200 facts"),
+        ({"draft": "d" * 64_001}, "draft", "the draft has 64001 characters"),
+        (
+            {"knowledge": ["k" * 20_000] * 40, "messages": [user("m" * 60_000)] * 4},
+            None,
+            "have 1040000 characters together; at most 1000000",
+        ),
+    ],
+)
+def test_an_oversized_text_is_a_400_naming_its_field(app_client, fields, param, words):
+    response = post(app_client(), chat(**fields))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and words in error["message"]
+    if param:
+        assert error["message"].startswith(f"{param}: ")
+
+
+def test_text_limits_are_configurable(app_client):
+    client = app_client(max_passage_chars=10, max_persona_facts=1, max_request_chars=100)
+    response = post(client, chat(knowledge=["k" * 11]))
+    assert "at most 10 are accepted" in response.json()["error"]["message"]
+    response = post(client, chat(persona=["a", "b"]))
+    assert "at most 1 facts" in response.json()["error"]["message"]
+    response = post(client, chat(draft="d" * 99))
+    assert "at most 100 are accepted" in response.json()["error"]["message"]
+
+
+def test_text_limits_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("REDRAFT_MAX_DRAFT_CHARS", "5")
+    refiner = Refiner(RefinerConfig())
+    with pytest.raises(ValueError, match="at most 5 are accepted"):
+        refiner.validate({"messages": [user("hi")], "draft": "six ch"})
+
+
+async def test_a_draft_longer_than_max_reply_chars_fails_the_turn(provider, http_config):
+    from redraft.errors import RefineError
+
+    provider.script("responder", "word " * 300)
+    refiner = Refiner(http_config(max_reply_chars=1_000, strategy="none"))
+    try:
+        with pytest.raises(RefineError) as info:
+            await refiner.arefine({"messages": [user("hi")]})
+    finally:
+        await refiner.aclose()
+    assert info.value.step == "draft" and "1499 characters; at most 1000" in str(info.value)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_rewrite_longer_than_max_reply_chars_keeps_the_draft(
+    provider, http_config, stream
+):
+    from redraft.refiner import ReplyToken, TurnDone
+    from tests.conftest import plan, revise
+
+    provider.script("planner", plan("coherence"))
+    provider.script("coherence", revise("draft", "better"))
+    provider.script("editor", {"changes": [], "reply": "long " * 300})
+    refiner = Refiner(http_config(max_reply_chars=1_000))
+    request = {"messages": [user("hi")], "draft": "The draft reply."}
+    try:
+        if stream:
+            shown, result = "", None
+            async for event in refiner.astream(request, reply_tokens=True):
+                if isinstance(event, ReplyToken):
+                    shown = "" if event.reset else shown + event.text
+                elif isinstance(event, TurnDone):
+                    result = event.result
+        else:
+            result = await refiner.arefine(request)
+    finally:
+        await refiner.aclose()
+    assert result.reply == "The draft reply."
+    assert [d.step for d in result.degraded] == ["merge"]
+    assert "rewrite has 1500 characters; at most 1000" in result.degraded[0].reason
+
+
+# ── item 7: identifiers with control characters: the same 400 on every backend ──────────
+
+
+@pytest.mark.parametrize("field", ["user", "thread_id"])
+@pytest.mark.parametrize("value", ["ana\x00", "\x00", "a\x1b[2Jb", "tab\there", "del\x7f"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_identifier_with_control_characters_is_a_400(
+    app_client, field, value, backend, request
+):
+    overrides = {"checkpointer": backend}
+    if backend == "postgres":
+        overrides["database_url"] = request.getfixturevalue("database_url")
+    body = {**chat(thread_id="t1"), field: value}
+    with app_client(**overrides) as client:
+        response = post(client, json.dumps(body).encode())
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == field
+    assert error["message"].startswith(f"{field}: ") and "control characters" in error["message"]
+    assert "psycopg" not in response.text and "\\u0000" not in error["message"]
+
+
+def test_the_persona_commands_refuse_such_a_user_id(capsys):
+    from redraft.cli import main
+
+    assert main(["persona", "show", "ana\x1b[2J"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert err == "redraft: the user id must not contain control characters (U+001B at position 3)\n"

@@ -8,6 +8,7 @@ from langchain_core.language_models import BaseChatModel
 
 from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
 from redraft.llm import call_structured, stream_structured
+from redraft.request_limits import bounded, check_reply
 from redraft.state import PRECEDENCE, Critique, EditorOutput
 
 AGENT = "editor"
@@ -80,10 +81,13 @@ async def merge_critiques(
     knowledge: Sequence[str],
     method: str,
     on_reply_delta: Callable[[str], None] | None = None,
+    max_chars: int | None = None,
 ) -> EditorOutput:
     """One rewrite applying `critiques` (already conflict-resolved, in precedence order).
 
-    With `on_reply_delta`, the reply is streamed to it while the editor writes.
+    With `on_reply_delta`, the reply is streamed to it while the editor writes. A rewrite
+    longer than `max_chars` is a ReplyTooLong (the caller keeps the reply it had); at most
+    `max_chars` of it are streamed.
     """
     messages = [
         agent_system(AGENT, SYSTEM),
@@ -95,13 +99,16 @@ async def merge_critiques(
         ),
     ]
     if on_reply_delta is None:
-        return await call_structured(model, EditorOutput, messages, agent=AGENT, method=method)
-    return await stream_structured(
-        model,
-        EditorOutput,
-        messages,
-        agent=AGENT,
-        method=method,
-        field="reply",
-        on_delta=on_reply_delta,
-    )
+        output = await call_structured(model, EditorOutput, messages, agent=AGENT, method=method)
+    else:
+        output = await stream_structured(
+            model,
+            EditorOutput,
+            messages,
+            agent=AGENT,
+            method=method,
+            field="reply",
+            on_delta=bounded(on_reply_delta, max_chars),
+        )
+    check_reply(output.reply, max_chars, "rewrite")
+    return output

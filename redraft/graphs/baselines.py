@@ -64,6 +64,7 @@ def make_self_refine(models: Models, config: RefinerConfig) -> Node:
                     critiques=[critique],
                     knowledge=state["knowledge"],
                     method=cfg.structured_output,
+                    max_chars=cfg.max_reply_chars,
                 ),
                 state,
                 cfg,

@@ -26,6 +26,7 @@ from redraft.graphs.deadline import DeadlineExceeded, by_deadline
 from redraft.llm import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
 from redraft.personas.store import PersonaStore, embeddings_for, question_key
+from redraft.request_limits import ReplyTooLong, check_reply
 from redraft.routing.plans import (
     hybrid_plan,
     plan_from_route,
@@ -370,6 +371,10 @@ def make_draft(models: Models, base: RefinerConfig) -> Node:
             raise RefineError(f"no draft could be written: {exc}", step="draft", cause=exc) from exc
         if not text:
             raise RefineError("the responding model returned an empty reply", step="draft")
+        try:
+            check_reply(text, cfg.max_reply_chars, "draft")
+        except ReplyTooLong as exc:
+            raise RefineError(str(exc), step="draft", cause=exc) from exc
         return {**learned, "draft": text, "reply": text}
 
     return draft

@@ -103,6 +103,7 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
                     critiques=to_apply,
                     knowledge=state["knowledge"],
                     method=cfg.structured_output,
+                    max_chars=cfg.max_reply_chars,
                     on_reply_delta=stream.send if stream else None,
                 ),
                 state,

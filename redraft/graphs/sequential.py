@@ -90,6 +90,7 @@ def make_sequential(models: Models, config: RefinerConfig) -> Node:
                 critiques=[critique],
                 knowledge=state["knowledge"],
                 method=cfg.structured_output,
+                max_chars=cfg.max_reply_chars,
             ),
             state,
             cfg,

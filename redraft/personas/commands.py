@@ -18,6 +18,7 @@ from redraft.personas.files import (
     read_persona_file,
 )
 from redraft.personas.recall import ANONYMOUS_USER
+from redraft.request_limits import check_identifier
 
 
 def run_persona_command(args: argparse.Namespace) -> int:
@@ -26,6 +27,10 @@ def run_persona_command(args: argparse.Namespace) -> int:
     user_id = args.user
     if not user_id.strip() or len(user_id) > 256:
         return fail("the user id must have 1 to 256 characters", EXIT_BAD_INPUT)
+    try:
+        check_identifier(user_id)
+    except ValueError as exc:
+        return fail(f"the user id {exc}", EXIT_BAD_INPUT)
     try:
         config = RefinerConfig()
     except ValidationError as exc:
