@@ -43,7 +43,9 @@ from redraft.state import DOMAINS  # noqa: E402
 from redraft.testing import FakeProvider  # noqa: E402
 
 ROUTING_SET = HERE / "data" / "routing_set.jsonl"
-LABELLED = {split: HERE / "data" / f"routing_labelled_{split}.jsonl" for split in ("dev", "heldout")}
+LABELLED = {
+    split: HERE / "data" / f"routing_labelled_{split}.jsonl" for split in ("dev", "heldout")
+}
 RESULTS = HERE / "results" / "routing.json"
 PLOTS = HERE / "plots" / "routing"
 

@@ -5,9 +5,15 @@ trained (at load, in well under a second) on the labelled examples of `examples.
 knowledge, task, personal, or sensitive in one of PENGUIN's seven domains. Its probabilities are
 combined with what the request itself shows — knowledge passages, persona facts and how close
 they are to the query, earlier turns, the draft's numbers, dates and names — into a score per
-aspect; an aspect is chosen at a score of 0.5 or more. Safety leans to recall: a query is
-sensitive when the sensitive labels together reach `SENSITIVE_AT`, and an earlier sensitive turn
-keeps the conversation sensitive unless the new message is small talk.
+aspect; an aspect is chosen at a score of 0.5 or more.
+
+Coherence reads the dialogue, not only the last message's embedding: a message that leans on
+what was said (follow-up words, an answer to the assistant's question, a short elliptical
+message) or a draft whose days, times and numbers differ from the dialogue's calls for it.
+Safety: a query is sensitive when the sensitive labels together reach `SENSITIVE_AT` and it has
+a word of distress or risk (or the classifier is sure without one); crisis words always count.
+An earlier sensitive turn keeps the conversation sensitive only while the new message continues
+it; an earlier crisis always does.
 """
 
 from __future__ import annotations
@@ -26,7 +32,18 @@ from pydantic import BaseModel, Field
 
 from redraft.config import Aspect, Domain, RefinerConfig, RoutingExample
 from redraft.routing.examples import load_examples
-from redraft.routing.signals import discloses_self, factual_claims, follow_up_cue, overlap
+from redraft.routing.signals import (
+    answers_question,
+    crisis_cue,
+    discloses_self,
+    distress_cue,
+    draft_against_history,
+    factual_claims,
+    follow_up_cue,
+    is_elliptical,
+    overlap,
+    switches_topic,
+)
 from redraft.state import DOMAINS
 from redraft.tools.embeddings import EXTRA_HINT, EmbeddingsNotInstalledError, get_embeddings
 
@@ -35,6 +52,11 @@ CHOSEN_AT = 0.5
 # Summed probability of the sensitive labels at which a query counts as sensitive. Below 0.5 on
 # purpose: missing a sensitive query costs more than one extra safety check.
 SENSITIVE_AT = 0.4
+# Without a word of distress or risk, the classifier must be this sure: a study, work or travel
+# question is not sensitive for sharing the topic of sensitive ones.
+SENSITIVE_PLAIN_AT = 0.65
+# Closeness (cosine) of the new message to an earlier sensitive turn at which it continues it.
+CONTINUES_AT = 0.35
 CONTEXT_TURNS = 3
 # Inverse regularisation of the classifier (scikit-learn's C).
 CLASSIFIER_C = 10.0
@@ -77,6 +99,19 @@ def noisy_or(*evidence: float) -> float:
 def ramp(value: float, low: float, high: float) -> float:
     """0 below `low`, 1 above `high`, linear between."""
     return min(max((value - low) / (high - low), 0.0), 1.0)
+
+
+def own_sensitivity(text: str, p_sensitive: float) -> tuple[float, str]:
+    """How sensitive a message is by itself, and why: a crisis counts in full; without a word of
+    distress, the classifier's probability is scaled so that `SENSITIVE_PLAIN_AT` lands on
+    `SENSITIVE_AT`."""
+    crisis = crisis_cue(text)
+    if crisis:
+        return 1.0, f"crisis words {crisis!r}"
+    distress = distress_cue(text)
+    if distress:
+        return p_sensitive, f"distress words {distress!r}"
+    return p_sensitive * SENSITIVE_AT / SENSITIVE_PLAIN_AT, "no words of distress"
 
 
 def safety_score(p_sensitive: float) -> float:
@@ -228,17 +263,17 @@ class Router:
         intent = intents[query]
         small_talk = intent["chitchat"]
 
-        safety, sensitive, domain, domain_scores, safety_reason = self._safety(
-            query, earlier_users, persona, intents, vectors
-        )
         scores: dict[Aspect, float] = {}
         reasons: dict[Aspect, str] = {}
+        scores["coherence"], reasons["coherence"], leans = self._coherence(
+            query, earlier_users, replies, draft, small_talk, vectors
+        )
+        safety, sensitive, domain, domain_scores, safety_reason = self._safety(
+            query, earlier_users, persona, intents, vectors, leans
+        )
         scores["factuality"], reasons["factuality"] = self._factuality(intent, knowledge, draft)
         scores["personalization"], reasons["personalization"] = self._personalization(
             query, known, intent, vectors
-        )
-        scores["coherence"], reasons["coherence"] = self._coherence(
-            query, earlier_users, replies, draft, small_talk, vectors
         )
         scores["safety"], reasons["safety"] = safety, safety_reason
         scores = {aspect: round(scores[aspect], 3) for aspect in ASPECTS}
@@ -278,13 +313,29 @@ class Router:
         persona: Sequence[str],
         intents: dict[str, dict[str, Any]],
         vectors: dict[str, np.ndarray],
+        leans: bool,
     ) -> tuple[float, bool, Domain | None, dict[Domain, float], str]:
         intent = intents[query]
-        p = intent["sensitive"]
-        earlier = max((intents[t]["sensitive"] for t in earlier_users), default=0.0)
-        carried = earlier * (1.0 - intent["chitchat"])
+        p, why = own_sensitivity(query, intent["sensitive"])
+        # An earlier sensitive turn carries over only while the new message continues it (it
+        # leans on the dialogue or stays on that turn's topic); a crisis always does.
+        carried, carried_why = 0.0, ""
+        switched = switches_topic(query)
+        for text in earlier_users:
+            earlier, earlier_why = own_sensitivity(text, intents[text]["sensitive"])
+            if earlier_why.startswith("crisis"):
+                value = earlier
+            elif switched or earlier < SENSITIVE_AT:
+                continue
+            elif leans or float(vectors[query] @ vectors[text]) >= CONTINUES_AT:
+                value = earlier * (1.0 - intent["chitchat"])
+            else:
+                continue
+            if value > carried:
+                carried, carried_why = value, earlier_why
         from_context = carried > p
-        p = max(p, carried)
+        if from_context:
+            p, why = carried, carried_why
         sensitive = p >= SENSITIVE_AT
         # Domain: the query votes with weight 1; each earlier user turn (the user's own account
         # of the situation) with its sensitive probability; each persona fact with that times
@@ -304,10 +355,10 @@ class Router:
         (top, top_share), (second, second_share) = ranked[0], ranked[1]
         top_share, second_share = top_share / total, second_share / total
         if not sensitive:
-            reason = f"not a sensitive request (sensitive {p:.2f} < {SENSITIVE_AT})"
+            reason = f"not a sensitive request (sensitive {p:.2f} < {SENSITIVE_AT}; {why})"
             return safety_score(p), False, None, domain_scores, reason
         where = "an earlier turn of the conversation is" if from_context else "the request is"
-        reason = f"{where} sensitive ({p:.2f}): most likely {top} ({top_share:.2f})"
+        reason = f"{where} sensitive ({p:.2f}; {why}): most likely {top} ({top_share:.2f})"
         if top_share - second_share < 0.15:
             reason += f", or {second} ({second_share:.2f}); safety runs either way"
         return safety_score(p), True, top, domain_scores, reason
@@ -366,26 +417,56 @@ class Router:
         draft: str | None,
         small_talk: float,
         vectors: dict[str, np.ndarray],
-    ) -> tuple[float, str]:
+    ) -> tuple[float, str, bool]:
+        """Coherence, and whether the message leans on the dialogue (safety reads that too)."""
         if not replies:
-            return 0.0, "first turn: no earlier reply to stay consistent with"
-        cue = follow_up_cue(query)
-        topic = max((float(vectors[query] @ vectors[t]) for t in earlier_users), default=0.0)
+            return 0.0, "first turn: no earlier reply to stay consistent with", False
         history = " ".join([*earlier_users, *replies])
-        shared = max(overlap(draft, history) if draft else 0.0, overlap(query, history))
+        if switches_topic(query):
+            return 0.1 * (1.0 - small_talk), "the user changes the topic", False
+        cue = follow_up_cue(query)
+        answers = answers_question(query, replies[-1])
+        # Words of the assistant's last reply taken up again ("Do I need the crampons ...").
+        taken_up = overlap(query, replies[-1])
+        elliptical = is_elliptical(query, history)
+        topic = max((float(vectors[query] @ vectors[t]) for t in earlier_users), default=0.0)
+        shared, by_kind = draft_against_history(draft, history) if draft else ([], {})
+        leans = bool(cue or answers or elliptical)
+        # A changed day or time is worth a check on any turn; a changed number only on a turn
+        # that stays with the dialogue (a new question brings numbers of its own).
+        stays = leans or shared or topic >= 0.2
+        changed = [
+            v for kind, values in by_kind.items() if kind != "number" or stays for v in values
+        ]
         score = noisy_or(
-            0.45,  # a conversation is under way
+            0.3,  # a conversation is under way
             0.6 if cue else 0.0,
-            0.6 * ramp(topic, 0.2, 0.6),
-            0.5 * ramp(shared, 0.0, 0.3),
-        ) * (1.0 - small_talk)
+            0.5 if answers else 0.0,
+            0.5 if elliptical else 0.0,
+            0.6 * ramp(topic, 0.25, 0.6),
+            0.5 * ramp(taken_up, 0.0, 0.3),
+            0.5 if shared else 0.0,
+            0.7 if changed else 0.0,
+        )
+        # Small talk needs no consistency check, unless it leans on what was said
+        # ("Great, so I can go Monday morning?").
+        if not (leans or changed):
+            score *= 1.0 - small_talk
         parts = [f"{len(replies)} earlier repl{'y' if len(replies) == 1 else 'ies'}"]
         if cue:
             parts.append(f"follows up ({cue!r})")
-        parts.append(f"same topic {topic:.2f}, shared words {shared:.2f}")
+        if answers:
+            parts.append("answers the assistant's question")
+        if elliptical:
+            parts.append("short and leans on the dialogue")
+        if changed:
+            parts.append("the draft changes " + ", ".join(dict.fromkeys(changed[:3])))
+        elif shared:
+            parts.append("the draft builds on " + ", ".join(dict.fromkeys(shared[:3])))
+        parts.append(f"same topic {topic:.2f}, words of the last reply {taken_up:.2f}")
         if small_talk >= 0.5:
             parts.append("small talk")
-        return score, "; ".join(parts)
+        return score, "; ".join(parts), leans
 
 
 _routers: dict[tuple[Any, ...], Router] = {}

@@ -1,4 +1,6 @@
-"""What a turn's text says without any model: claims in the draft, follow-up cues, self-disclosure.
+"""What a turn's text says without any model: claims in the draft, follow-up cues, self-disclosure,
+distress and crisis words, topic switches, and facts the draft shares with or changes from the
+dialogue.
 
 Cheap regular expressions; the router weighs them together with the embedding classifier.
 """
@@ -21,10 +23,65 @@ _FOLLOW_UP = re.compile(
     r"\b(?:it|its|that|this|those|these|they|them|their|he|she|his|her|the same|again|earlier|"
     r"before|instead|also|another|more|the other|the (?:first|second|third|last|next) one|"
     r"you (?:said|say|told|mentioned|recommended|suggested)|we (?:agreed|said|discussed)|"
-    r"as I said|remember|remind|what about|how about)\b",
+    r"as I said|remember|remind|what about|how about|"
+    # elliptical leans on what was said: "Which laptop then?", "Something shorter?"
+    r"then|though|anyway|either|(?:that|which|this|the) one|(?:something|anything|somewhere|"
+    r"anyone) (?:else|new|shorter|longer|cheaper|closer|smaller|bigger|simpler|under|over|with|"
+    r"without|more|less)|too (?:pricey|expensive|long|short|far|much|hard|late|early)|"
+    r"cheaper|shorter|longer|closer|the end|the way|the best time|the (?:first|second|last)|"
+    r"why not|even (?:in|if|with|without|on|at|for)|so (?:I|we|if|it)|in that case)\b",
     re.IGNORECASE,
 )
-_CONTINUATION = re.compile(r"^\s*(?:and|so|but|then|also|ok(?:ay)?|what about|how about)\b", re.I)
+_CONTINUATION = re.compile(
+    r"^\s*(?:and|so|but|then|also|ok(?:ay)?|what about|how about|great|perfect|right|sure|yes|"
+    r"yeah|no|nope|hmm|well|actually|mostly|maybe|about|around|only|just|even)\b",
+    re.I,
+)
+# The user leaves the earlier topic on purpose: neither coherence nor an earlier sensitive turn
+# carries over.
+_TOPIC_SWITCH = re.compile(
+    r"\b(?:unrelated|different (?:question|topic|subject)|new (?:question|topic)|"
+    r"(?:switch|change|changing|switching) (?:the )?(?:topics?|subjects?)|another (?:topic|thing)|"
+    r"random question|on another note|moving on|quick one|anyway[,.!])",
+    re.IGNORECASE,
+)
+# Crisis: a risk to life or safety. A crisis anywhere in the recent turns keeps safety on.
+_CRISIS = re.compile(
+    r"\b(?:suicid\w*|kill(?:ing)? (?:myself|me)|end(?:ing)? (?:it all|my life|things)|"
+    r"take my (?:own )?life|want(?:ed)? to die|wish I (?:was|were) dead|better off without me|"
+    r"(?:no|not see the|don't see the|don't see any) (?:point|reason) (?:in|to|of) (?:living|live|"
+    r"going on)|not (?:to )?wake up|self[- ]harm\w*|(?:cut|cutting|hurt|hurting|harm|harming) "
+    r"myself|overdos\w*|(?:took|take|swallowed) (?:a whole|all (?:the|my)|the whole|a bottle)|"
+    r"(?:the|my) pills|goodbye (?:letters?|notes?)|disappear (?:for good|forever)|want to jump|"
+    r"jump (?:off|from)|(?:hits|beats|chokes|threatens|threatened) me|(?:kill|hurt) me if|"
+    r"with a (?:knife|gun)|touches me|raped?|sexual(?:ly)? (?:abused?|assault\w*)|"
+    r"(?:haven't|have not|not) eaten in \w+ days|starving myself|abus(?:e|ed|ive))\b",
+    re.IGNORECASE,
+)
+# Distress or risk in the user's own situation: losses, illness, conflict, money trouble,
+# feelings. Without one, a study, work or travel question is not sensitive on its topic alone.
+_DISTRESS = re.compile(
+    r"\b(?:anxi\w*|panic\w*|depress\w*|stress\w*|overwhelm\w*|burn(?:t|ed)? ?out|exhausted|"
+    r"lonely|loneliness|isolat\w*|alone|ashamed|shame|guilt\w*|scared|afraid|terrified|fear\w*|"
+    r"worr\w*|nervous|upset|hurt|heartbroken|grie\w*|mourn\w*|miserable|hopeless\w*|worthless|"
+    r"desperate|struggl\w*|cop(?:e|ing)|crying|cry|sad|sadness|low|flat|numb|empty|insecur\w*|"
+    r"inadequa\w*|frustrat\w*|angry|anger|resent\w*|jealous\w*|humiliat\w*|embarrass\w*|"
+    r"bull(?:y|ied|ying)|harass\w*|discriminat\w*|toxic|manipulat\w*|controlling|cheat\w*|"
+    r"affair|divorc\w*|break ?up|broke up|separat\w*|leav(?:e|ing) (?:me|my (?:marriage|husband|"
+    r"wife|partner))|fight(?:ing)?|argu\w*|estranged|haven't spoken|ghost\w*|died|dead|death|"
+    r"passed away|los(?:t|ing|s) (?:my|our|the) (?:job|house|home|mother|father|mum|mom|dad|"
+    r"son|daughter|child|baby|wife|husband|partner|friend|brother|sister|savings)|lost|"
+    r"miscarriage|diagnos\w*|illness|disease|cancer|dementia|alzheimer\w*|stroke|chronic|"
+    r"pain|pains|disabled|disability|carer|caregiver|addict\w*|drinking|gambl\w*|binge\w*|"
+    r"eating disorder|adhd|therap\w*|mental health|emotional\w*|well-?being|fired|laid off|"
+    r"layoffs?|redundan\w*|unemploy\w*|sacked|passed over|demot\w*|expelled|failed|failing|"
+    r"rejected|rejection|debts?|owe|broke|bankrupt\w*|evict\w*|homeless\w*|repossess\w*|"
+    r"can't afford|cannot afford|afford|mortgage payments|savings run out|crisis|trauma\w*|"
+    r"pregnan\w*|abortion|setbacks?|pressure|motivation|give up|giving up|overwork\w*|"
+    r"difficult(?:y|ies)|hard time|tough time|strain|suffer\w*|failure|terrible|awful|"
+    r"feel(?:ing)? like a)\b",
+    re.IGNORECASE,
+)
 
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'd|my|we|we're|our)\b", re.IGNORECASE)
 
@@ -54,6 +111,24 @@ def follow_up_cue(query: str) -> str | None:
     return match.group(0).strip() if match else None
 
 
+def crisis_cue(text: str) -> str | None:
+    """Words that say a life or someone's safety may be at risk, if any."""
+    match = _CRISIS.search(text)
+    return match.group(0) if match else None
+
+
+def distress_cue(text: str) -> str | None:
+    """Words of distress or risk (a loss, an illness, a conflict, money trouble, a feeling), if
+    any: what separates a sensitive request from one that only shares its topic."""
+    match = _DISTRESS.search(text) or _CRISIS.search(text)
+    return match.group(0) if match else None
+
+
+def switches_topic(text: str) -> bool:
+    """Whether the message says it leaves the earlier topic ("Unrelated, but ...")."""
+    return _TOPIC_SWITCH.search(text) is not None
+
+
 def discloses_self(text: str) -> bool:
     """Whether a user message tells something about the user: a first-person statement
     ("I'm vegetarian", "My budget is 800 dollars"), not a question."""
@@ -63,7 +138,9 @@ def discloses_self(text: str) -> bool:
 _WORD = re.compile(r"[a-z][a-z'-]{3,}")
 _STOP = frozenset(
     "that this with have from what when where which there their about would could should your "
-    "you're they them then than will just some into been were also very more much like does".split()
+    "you're they them then than will just some into been were also very more much like does "
+    "what's that's there's it's i'm i've i'd i'll we'd we're we've we'll you'd don't can't "
+    "maybe".split()
 )
 
 
@@ -76,3 +153,61 @@ def overlap(a: str, b: str) -> float:
     """Share of `a`'s content words that also occur in `b` (0 when `a` has none)."""
     words = content_words(a)
     return len(words & content_words(b)) / len(words) if words else 0.0
+
+
+_WEEKDAY = re.compile(
+    r"\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|\b(?:today|tonight|tomorrow|weekend)\b",
+    re.IGNORECASE,
+)
+_CLOCK = re.compile(
+    r"\b\d{1,2}(?::\d{2})?\s*(?:am|pm)\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidnight\b", re.I
+)
+_QUANTITY = re.compile(r"\b\d+(?:[.,]\d+)*\b")
+_SMALL_NUMBERS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+}
+_SMALL_NUMBER = re.compile(rf"\b(?:{'|'.join(_SMALL_NUMBERS)})\b", re.IGNORECASE)
+
+
+def specifics(text: str) -> dict[str, set[str]]:
+    """The checkable specifics of `text` by kind: days, clock times, numbers and names."""
+    clocks = {m.group(0).lower().replace(" ", "") for m in _CLOCK.finditer(text)}
+    without_clocks = _CLOCK.sub(" ", text)
+    return {
+        "day": {m.group(0).lower() for m in _WEEKDAY.finditer(text)},
+        "time": clocks,
+        "number": {m.group(0).replace(",", "") for m in _QUANTITY.finditer(without_clocks)}
+        | {_SMALL_NUMBERS[m.group(0).lower()] for m in _SMALL_NUMBER.finditer(text)},
+        "name": {w.lower() for w in _entities(text)},
+    }
+
+
+def draft_against_history(draft: str, history: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Specifics the draft shares with the dialogue, and, by kind, specifics of a kind the
+    dialogue also has but with another value (Friday 9 am after "9 pm on Friday"): the reply
+    builds on what was said, or may contradict it. Cheap string checks."""
+    mine, theirs = specifics(draft), specifics(history)
+    shared: list[str] = []
+    changed: dict[str, list[str]] = {}
+    for kind in ("day", "time", "number", "name"):
+        shared += sorted(mine[kind] & theirs[kind])
+        if kind != "name" and mine[kind] and theirs[kind] and not mine[kind] & theirs[kind]:
+            changed[kind] = sorted(mine[kind] - theirs[kind])
+    return list(dict.fromkeys(shared)), changed
+
+
+def is_elliptical(query: str, history: str) -> bool:
+    """A short message that brings at most one content word of its own ("Where should I
+    stay?", "how early"): it means something only with the dialogue."""
+    own = content_words(query) - content_words(history)
+    words = len(query.split())
+    return (words <= 6 and len(own) <= 1) or (words <= 4 and len(own) <= 2)
+
+
+def answers_question(query: str, reply: str) -> bool:
+    """Whether the message answers the question the assistant's last reply ended with (a
+    statement after a question; a new question is not an answer)."""
+    return "?" in reply.rstrip()[-120:] and not query.rstrip().endswith("?")

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from redraft.config import RefinerConfig, ServerConfig
 from redraft.errors import RefineError
+from redraft.log import configure_logging
 from redraft.refiner import RefineEvent, Refiner, ReplyText, ReplyToken, TurnDone
 from redraft.server.auth import make_authenticate, user_for
 from redraft.server.errors import ApiError, error_body, install_error_handlers, invalid_request
@@ -40,6 +44,8 @@ from redraft.state import RefineRequest
 log = structlog.get_logger("redraft.server")
 HEALTH_TIMEOUT_S = 5.0
 """How long a health check waits for the thread storage."""
+WORKER_HEALTHCHECK_S = 30
+"""How long `serve --workers`' supervisor waits for a worker's answer before restarting it."""
 
 
 class Turn:
@@ -134,9 +140,20 @@ def create_app(
     slots = TurnSlots(server.max_concurrency)
     authenticate = make_authenticate(server.api_keys)
 
+    # Ready once what turns need is loaded: with `preload`, in the background from the start
+    # (the server answers meanwhile, and turns with a deadline do without what is loading).
+    loaded = asyncio.Event()
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        preloading = None
+        if server.preload:
+            preloading = asyncio.create_task(_preload(refiner, loaded))
+        else:
+            loaded.set()
         yield
+        if preloading is not None:
+            preloading.cancel()  # the loading threads finish on their own
         if owned:
             await refiner.aclose()
 
@@ -156,6 +173,13 @@ def create_app(
             log.warning("health.unavailable", error=type(exc).__name__)
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready for turns: preloading is done and the thread storage answers (503 before)."""
+        if not loaded.is_set():
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return await healthz()
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -206,6 +230,15 @@ def create_app(
         raise AssertionError("a turn always ends with TurnDone or an error")
 
     return app
+
+
+async def _preload(refiner: Refiner, loaded: asyncio.Event) -> None:
+    started = time.perf_counter()
+    try:
+        await refiner.preload()
+    finally:
+        loaded.set()  # a part that failed degrades the turns that need it; it is not retried
+    log.info("serve.ready", seconds=round(time.perf_counter() - started, 2))
 
 
 async def stream_reply(turn: Turn, chat: ChatCompletionRequest) -> StreamingResponse:
@@ -275,17 +308,49 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
 ) -> None:
-    """Serve until interrupted. Port 0 takes a free port; the address is printed first."""
+    """Serve until interrupted. Port 0 takes a free port; the address is printed first.
+
+    `server.workers` > 1: that many processes accept on the one socket (uvicorn's supervisor
+    restarts one that dies); each builds its app from the environment and preloads. They share
+    threads and personas through the database: SQLite (threads in WAL mode; every write waits
+    its turn) or PostgreSQL. Threads kept in memory cannot be shared, so that is refused.
+    """
+    if server.workers > 1 and config.checkpointer_kind == "memory":
+        raise ValueError(
+            "--workers: threads kept in memory (REDRAFT_CHECKPOINTER=memory) are not shared "
+            "between worker processes; use sqlite (the default) or postgres"
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    app = create_app(config, server)  # configures logging (to stderr)
+    if server.workers == 1:
+        app: Any = create_app(config, server)  # configures logging (to stderr)
+    else:
+        configure_logging(config.log_level)
+        # The workers are spawned: they read their settings from the environment.
+        os.environ["REDRAFT_PRELOAD"] = "true" if server.preload else "false"
+        app = f"{__name__}:app_from_environment"
     if not server.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serve.no_auth", host=host, hint="set REDRAFT_API_KEYS")
     print(f"redraft serving on http://{shown}:{bound}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=5, log_level="info")).run(
-        sockets=[sock]
+    settings = uvicorn.Config(
+        app,
+        factory=server.workers > 1,
+        workers=server.workers,
+        # A worker busy loading the model answers the supervisor's pings late: not dead.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        timeout_graceful_shutdown=5,
+        log_level="info",
     )
+    if server.workers == 1:
+        uvicorn.Server(settings).run(sockets=[sock])
+    else:
+        Multiprocess(settings, sockets=[sock]).run()
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `serve --workers` process, with the settings of the environment."""
+    return create_app(RefinerConfig(), ServerConfig())
