@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from redraft.parsing import JSONLimitError, parse_json
+from redraft.parsing import JSONLimitError, parse_json, printable
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -129,11 +129,12 @@ def warn(message: str) -> None:
 
 
 def _shown(path: str) -> str:
-    """A path relative to the working directory when it is below it."""
+    """A path relative to the working directory when it is below it, escaped: a file name
+    can hold terminal escape codes and newlines."""
     try:
-        return str(Path(path).relative_to(Path.cwd()))
+        return printable(str(Path(path).relative_to(Path.cwd())))
     except ValueError:
-        return path
+        return printable(path)
 
 
 def cmd_kb_add(args: argparse.Namespace) -> int:
@@ -155,12 +156,13 @@ def cmd_kb_add(args: argparse.Namespace) -> int:
                 "one; add the files it held again"
             )
         report = kb.add(
-            args.paths, on_file=lambda path, outcome: print(f"{_shown(path)}: {outcome}")
+            args.paths,
+            on_file=lambda path, outcome: print(f"{_shown(path)}: {printable(outcome)}"),
         )
     except (KnowledgeBaseError, RuntimeError, OSError) as exc:
         return fail(str(exc), EXIT_FAILED)
     for path, reason in report.skipped:
-        warn(f"skipped {_shown(path)}: {reason}")
+        warn(f"skipped {_shown(path)}: {printable(reason)}")
     print(
         f"indexed {len(report.added)} file(s), {report.chunks} chunks; "
         f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped "

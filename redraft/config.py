@@ -328,6 +328,14 @@ class ServerConfig(BaseSettings):
 
 
 # What a run's context may change when the caller is not trusted (LangGraph Server clients):
+    preload: bool = Field(
+        True,
+        description="Load the embedding model, router and knowledge base at start, in the "
+        "background; /readyz answers 200 once they are loaded.",
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes sharing the port (`serve --workers`)."
+    )
 # how the turn is refined, never where requests, keys, files or stored data go.
 RUN_SETTINGS = (
     "strategy",

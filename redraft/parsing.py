@@ -21,11 +21,19 @@ class JSONNestingError(JSONLimitError):
     """JSON nested more deeply than Python's parser can go."""
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable escaped (`\\x1b`, `\\n`), so a file
+    name or an identifier from the input cannot write terminal escape codes or extra lines."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def excerpt(text: str, limit: int = 40) -> str:
-    """At most `limit` characters of untrusted text, control characters escaped, so an error
+    """At most `limit` characters of untrusted text, escaped (`printable`), so an error
     message can quote it without echoing a file or writing terminal escape codes."""
-    shown = text[:limit].encode("unicode_escape").decode("ascii")
-    return shown + ("…" if len(text) > limit else "")
+    return printable(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def _int(literal: str) -> int:

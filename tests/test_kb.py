@@ -296,3 +296,49 @@ def test_postgres_store(postgres_config: RefinerConfig, docs: Path, local_embedd
     assert names(kb.search("when does the fog horn sound", 1, "vector")) == ["lighthouse.pdf"]
     again = KnowledgeBase.from_config(postgres_config).add([docs])
     assert again.added == [] and len(again.unchanged) == 3
+
+
+# ── links out of the folder, names that are not plain text (issue 18) ────────────────
+
+
+def test_links_out_of_the_folder_are_skipped_naming_them(kb: KnowledgeBase, docs, tmp_path):
+    secret = tmp_path / "secret.md"
+    secret.write_text("The vault code is 4417-SECRET.")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "also.md").write_text("Another private note: 9921-SECRET.")
+    (docs / "leak.md").symlink_to(secret)
+    (docs / "passwd.md").symlink_to("/etc/passwd")
+    (docs / "linked").symlink_to(outside, target_is_directory=True)
+    (docs / "ferry-again.md").symlink_to(docs / "ferry.md")  # inside: indexed once
+    report = kb.add([docs])
+    skipped = {Path(path).name: reason for path, reason in report.skipped}
+    assert set(skipped) >= {"leak.md", "passwd.md"}
+    assert f"a link out of {docs} (to {secret})" == skipped["leak.md"]
+    assert "(to /etc/passwd)" in skipped["passwd.md"]
+    assert sorted(names_of(report.added)) == ["bakery.txt", "ferry.md", "lighthouse.pdf"]
+    for query in ("vault code 4417-SECRET", "private note 9921-SECRET", "root:x:0:0"):
+        assert not any("SECRET" in h.text or "root:" in h.text for h in kb.search(query, 10))
+
+
+def test_a_named_file_that_is_a_link_is_skipped(kb: KnowledgeBase, tmp_path):
+    (tmp_path / "notes.md").symlink_to("/etc/passwd")
+    report = kb.add([tmp_path / "notes.md"])
+    assert report.added == [] and not kb.exists()
+    [(path, reason)] = report.skipped
+    assert Path(path).name == "notes.md" and reason.startswith("a link (to /etc/passwd)")
+
+
+def names_of(paths) -> list[str]:
+    return [Path(p).name for p in paths]
+
+
+def test_cli_escapes_file_names(docs: Path, local_embeddings, capsys, monkeypatch):
+    (docs / "evil\x1b[2J\nname.md").write_text("Puffins return to Gull Point in April.")
+    (docs / "bad\x1b]0;title\x07.md").write_text("")
+    monkeypatch.chdir(docs.parent)
+    assert main(["kb", "add", "docs"]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert "docs/evil\\x1b[2J\\nname.md: 1 chunks" in out.splitlines()
+    assert err.strip() == "redraft: warning: skipped docs/bad\\x1b]0;title\\x07.md: empty (no text)"

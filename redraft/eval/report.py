@@ -201,8 +201,9 @@ def markdown(summary: Mapping[str, StrategySummary], about: Mapping[str, Any]) -
     parts += [
         "## Cost and latency (mean per reply; latency percentiles in ms)",
         f"`{DRAFT}` is the shared draft (the responder's call); the other strategies refine that "
-        "draft, so their figures count refinement only. Degraded: replies for which the refiner "
-        "skipped a step (see `degraded` in results.jsonl).",
+        "draft, so their figures count refinement only. Latency excludes warm-up: the embedding "
+        "model and the router are loaded before the first case. Degraded: replies for which the "
+        "refiner skipped a step (see `degraded` in results.jsonl).",
         table(
             [
                 "strategy",

@@ -136,6 +136,8 @@ class Evaluation:
             for s in self.strategies
         }
         try:
+            # Warm-up is not a turn's latency: what every refiner shares loads before any case.
+            await next(iter(self.refiners.values())).preload()
             await asyncio.gather(*(self.run_case(case) for case in self.cases))
         finally:
             for refiner in self.refiners.values():

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from redraft.parsing import printable
+
 if TYPE_CHECKING:
     from redraft.config import RefinerConfig
 
@@ -84,25 +86,40 @@ class AddReport:
 # ── reading and chunking files ──────────────────────────────────────────────────────────
 
 
-def collect_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The files to index: named files as they are, folders searched for text, Markdown and
-    PDF files (hidden folders skipped). A path that does not exist raises FileNotFoundError."""
-    files: list[Path] = []
+def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, str | None]]:
+    """The files to index, each with why it is skipped (None: it is indexed): named files, and
+    folders searched for text, Markdown and PDF files (hidden folders skipped). A file is only
+    read where it really is inside the folder it was found in: a link out of the folder (to
+    `/etc/passwd`, say), or a named file that is a link, is skipped, so `kb add DIR` never
+    serves another file to every tenant's prompts. A path that does not exist raises
+    FileNotFoundError."""
+    found: dict[Path, str | None] = {}
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            files.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file()
-                and p.suffix.lower() in TEXT_SUFFIXES | {PDF_SUFFIX}
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            root = path.resolve()
+            for candidate in sorted(path.rglob("*")):
+                if not (
+                    candidate.is_file()
+                    and candidate.suffix.lower() in TEXT_SUFFIXES | {PDF_SUFFIX}
+                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                ):
+                    continue
+                real = candidate.resolve()
+                if real.is_relative_to(root):
+                    found.setdefault(real, None)
+                else:
+                    found.setdefault(candidate.absolute(), f"a link out of {raw} (to {real})")
         elif path.is_file():
-            files.append(path)
+            if path.is_symlink():
+                found.setdefault(
+                    path.absolute(), f"a link (to {path.resolve()}): name the file itself"
+                )
+            else:
+                found.setdefault(path.resolve(), None)
         else:
-            raise FileNotFoundError(f"no such file or folder: {raw}")
-    return list(dict.fromkeys(p.resolve() for p in files))
+            raise FileNotFoundError(f"no such file or folder: {printable(str(raw))}")
+    return list(found.items())
 
 
 def read_document(path: Path) -> str:
@@ -616,12 +633,13 @@ class KnowledgeBase:
         was indexed before it. `on_file(path, outcome)` reports progress."""
         files = collect_files(paths)  # a missing path fails before anything is written
         report = AddReport()
-        if not files:
-            return report
-        self._setup()
-        for file in files:
+        if any(skip is None for _, skip in files):
+            self._setup()
+        for file, skip in files:
             source = str(file)
             try:
+                if skip:
+                    raise SkippedFile(skip)
                 text = read_document(file)
             except SkippedFile as skipped:
                 report.skipped.append((source, skipped.reason))
