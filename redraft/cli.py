@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -114,11 +115,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from redraft.server import serve
 
     try:
-        config, server = RefinerConfig(), ServerConfig()
+        flags: dict[str, Any] = {"workers": args.workers} if args.workers is not None else {}
+        if args.no_preload:
+            flags["preload"] = False
+        config, server = RefinerConfig(), ServerConfig(**flags)
     except ValidationError as exc:
         return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
     try:
         serve(config, server, host=args.host, port=args.port)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
     except OSError as exc:
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", EXIT_FAILED)
     return 0
@@ -269,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="OpenAI-compatible refining server")
     serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port; 0 takes a free one")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port (default 1, or REDRAFT_WORKERS); they share "
+        "threads and personas through SQLite or PostgreSQL",
+    )
+    serve.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="do not load the embedding model, router and knowledge base at start "
+        "(/readyz is then ready at once; turns with a deadline go without them until loaded)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     kb = commands.add_parser("kb", help="the local knowledge base used as evidence")
