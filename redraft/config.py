@@ -304,6 +304,14 @@ class ServerConfig(BaseSettings):
     request_timeout_s: float = Field(
         120.0, gt=0, description="Longest a turn may take before the request fails with 504."
     )
+    preload: bool = Field(
+        True,
+        description="Load the embedding model, router and knowledge base at start, in the "
+        "background; /readyz answers 200 once they are loaded.",
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes sharing the port (`serve --workers`)."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -328,14 +336,6 @@ class ServerConfig(BaseSettings):
 
 
 # What a run's context may change when the caller is not trusted (LangGraph Server clients):
-    preload: bool = Field(
-        True,
-        description="Load the embedding model, router and knowledge base at start, in the "
-        "background; /readyz answers 200 once they are loaded.",
-    )
-    workers: int = Field(
-        1, ge=1, le=64, description="Server processes sharing the port (`serve --workers`)."
-    )
 # how the turn is refined, never where requests, keys, files or stored data go.
 RUN_SETTINGS = (
     "strategy",
