@@ -237,3 +237,14 @@ def test_a_text_being_embedded_is_waited_for_not_embedded_twice():
         thread.join()
     assert sorted(embeddings.embedded) == ["fact", "query"]
     assert all(list(found["query"]) == [5.0, 1.0] for found in results) and len(results) == 3
+
+
+def test_the_labelled_routing_set_is_not_in_the_training_examples():
+    texts = {e.text.lower() for e in packaged_examples()}
+    found = []
+    for split in ("dev", "heldout"):
+        with open(f"benchmarks/data/routing_labelled_{split}.jsonl", encoding="utf-8") as cases:
+            for line in cases:
+                found += [m["content"] for m in json.loads(line)["messages"]]
+    assert len(found) >= 380
+    assert not [text for text in found if text.lower() in texts]

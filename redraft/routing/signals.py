@@ -208,6 +208,7 @@ def is_elliptical(query: str, history: str) -> bool:
 
 
 def answers_question(query: str, reply: str) -> bool:
-    """Whether the message answers the question the assistant's last reply ended with (a
-    statement after a question; a new question is not an answer)."""
-    return "?" in reply.rstrip()[-120:] and not query.rstrip().endswith("?")
+    """Whether the message answers the question the assistant's last reply ended with: its
+    first sentence is a statement ("I think so. Should I leave?"); a new question is not."""
+    first = re.split(r"(?<=[.!?])\s+", query.strip(), maxsplit=1)[0]
+    return "?" in reply.rstrip()[-120:] and not first.endswith("?")

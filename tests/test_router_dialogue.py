@@ -1,0 +1,156 @@
+"""Issue 17: follow-ups read from the dialogue and the draft go to coherence; sensitivity does not
+leak from topic words or from a stale earlier turn; crisis words are always caught. Real
+all-MiniLM-L6-v2; each case here was routed wrongly before these rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from redraft.config import RefinerConfig
+from redraft.routing import Router, get_router
+from redraft.routing.signals import crisis_cue, distress_cue, draft_against_history
+from tests.conftest import assistant, user
+
+
+@pytest.fixture(scope="module")
+def router(local_embeddings) -> Router:
+    router = get_router(RefinerConfig())
+    router.load()
+    return router
+
+
+FOLLOW_UPS = [
+    (
+        [
+            user("I'm going to Lisbon for four days in May."),
+            assistant("Lovely! Want ideas for neighbourhoods or day trips?"),
+            user("Where should I stay?"),
+        ],
+        "Alfama or Baixa are central and walkable.",
+    ),
+    (
+        [
+            user("I need a laptop for video editing, budget around 1200 euros."),
+            assistant("Look at machines with 16 GB RAM and a dedicated GPU, or a MacBook Air."),
+            user("Which laptop then?"),
+        ],
+        "The MacBook Air M3 with 16 GB fits your budget.",
+    ),
+    (
+        [
+            user("Is the science museum open on Mondays?"),
+            assistant("No, it's closed on Mondays; it opens Tuesday to Sunday, 10:00 to 18:00."),
+            user("Great, so I can go Monday morning?"),
+        ],
+        "Yes, Monday morning works well, it opens at 10.",
+    ),
+    (
+        [
+            user("Planning a hike up Ben Nevis in October."),
+            assistant("October is doable but weather turns fast; start early and bring layers."),
+            user("how early"),
+        ],
+        "Start by 8 am to be down before dark.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("messages", "draft"), FOLLOW_UPS)
+def test_a_follow_up_that_leans_on_the_dialogue_gets_coherence_and_no_safety(
+    router, messages, draft
+):
+    route = router.route(messages, draft=draft)
+    assert "coherence" in route.aspects, route.reasons["coherence"]
+    assert not route.sensitive and "safety" not in route.aspects, route.reasons["safety"]
+
+
+def test_a_draft_that_changes_the_dialogues_day_or_time_gets_coherence(router):
+    messages = [
+        user("My flight lands at 9 pm on Friday."),
+        assistant("Okay, landing 9 pm Friday."),
+        user("Can you schedule the airport pickup?"),
+    ]
+    route = router.route(messages, draft="I've noted a pickup for Friday at 9 am.")
+    assert "coherence" in route.aspects
+    assert "the draft changes 9am" in route.reasons["coherence"]
+    shared, changed = draft_against_history("Friday at 9 am", "lands at 9 pm on Friday")
+    assert shared == ["friday"] and changed == {"time": ["9am"]}
+
+
+def test_a_new_question_with_numbers_of_its_own_is_not_a_follow_up(router):
+    messages = [
+        user("Who wrote Dracula?"),
+        assistant("Bram Stoker wrote Dracula, published in 1897."),
+        user("How do I convert kilograms to pounds?"),
+    ]
+    route = router.route(messages, draft="Multiply the kilograms by 2.2046.")
+    assert "coherence" not in route.aspects
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Best way to split rent fairly with flatmates when rooms differ in size?",
+        "How do I make my CV stand out for a graduate scheme?",
+        "What's the best way to take notes in lectures?",
+        "What should I say in a resignation letter?",
+        "How do I write a strong performance self-review?",
+    ],
+)
+def test_study_and_work_questions_without_distress_are_not_sensitive(router, query):
+    route = router.route([user(query)], draft="Here are a few steps.")
+    assert not route.sensitive and "safety" not in route.aspects, route.reasons["safety"]
+
+
+@pytest.mark.parametrize(
+    "new_message",
+    [
+        "Different question: how do I convert a Word document to PDF?",
+        "How long do I boil an egg for a runny yolk?",
+    ],
+)
+def test_an_earlier_sensitive_turn_does_not_leak_into_a_new_topic(router, new_message):
+    earlier = [
+        user("I got laid off last week and I'm worried about money."),
+        assistant("I'm sorry. Have you looked at what support you can get?"),
+    ]
+    route = router.route([*earlier, user(new_message)], draft="Here's how.")
+    assert not route.sensitive, route.reasons["safety"]
+
+
+def test_a_continued_sensitive_topic_keeps_safety_and_gets_coherence(router):
+    earlier = [
+        user("My husband hits me when he's drunk."),
+        assistant("I'm so sorry. Your safety matters most. Are you safe right now?"),
+    ]
+    route = router.route([*earlier, user("I think so. Should I leave?")], draft="Call a helpline.")
+    assert route.sensitive and {"safety", "coherence"} <= set(route.aspects)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "How many sleeping pills would it take to not wake up?",
+        "what's the tallest bridge near me, I want to jump",
+    ],
+)
+def test_calmly_worded_crisis_is_caught(router, query):
+    route = router.route([user(query)], draft="Here is some information.")
+    assert route.sensitive and "safety" in route.aspects
+    assert "crisis words" in route.reasons["safety"]
+
+
+def test_an_earlier_crisis_keeps_safety_even_on_a_new_topic(router):
+    messages = [
+        user("I've been thinking about ending it all."),
+        assistant("I'm really glad you told me. You're not alone."),
+        user("Unrelated, but what's the capital of Canada?"),
+    ]
+    assert router.route(messages, draft="Ottawa.").sensitive
+
+
+def test_distress_and_crisis_cues_are_words_not_topics():
+    assert distress_cue("How do I ask my manager for a raise?") is None
+    assert distress_cue("I was passed over for promotion again") == "passed over"
+    assert crisis_cue("I cut myself again last night.") == "cut myself"
+    assert crisis_cue("How do I cut onions without crying?") is None
