@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -291,13 +292,14 @@ class Refiner:
             self._remember_thread(personas, request.user_id, request.thread_id)
         final: dict[str, Any] = {}
         question: SafetyQuestion | None = None
-        log.info(
-            "turn.start",
-            user_id=request.user_id,
-            thread_id=request.thread_id,
-            strategy=settings.strategy,
-            **text_fields(messages=request.model_dump()["messages"]),
-        )
+        if log.is_enabled_for(logging.DEBUG):  # not a dump of the request on every turn
+            log.debug(
+                "turn.start",
+                user_id=request.user_id,
+                thread_id=request.thread_id,
+                strategy=settings.strategy,
+                **text_fields(messages=request.model_dump()["messages"]),
+            )
         # The nodes end the turn by its deadline; should anything not, it is stopped here.
         deadline_s = settings.deadline_s
         stopped, streaming = None, False
@@ -370,6 +372,8 @@ class Refiner:
             llm_calls=result.usage.llm_calls,
             ms=round(result.timings["total"], 1),
             degraded=[d.step for d in result.degraded or []],
+            aspects=result.plan.aspects,
+            nodes={node: round(ms) for node, ms in result.timings.items() if node != "total"},
         )
         yield TurnDone(result=result)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -65,7 +66,8 @@ def settings(runtime: Runtime[RefinerConfig], fallback: RefinerConfig) -> Refine
 
 
 def timed(name: str, node: Node) -> Node:
-    """Adds the node's wall time to `timings` and logs one event per node."""
+    """Adds the node's wall time to `timings`; one event per node at DEBUG (at INFO, the turn's
+    one line, `turn.done`, carries every node's time: a line per node cost CPU on every turn)."""
 
     @functools.wraps(node)
     async def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -74,9 +76,10 @@ def timed(name: str, node: Node) -> Node:
         ms = (time.perf_counter() - started) * 1000
         update = dict(update or {})
         update["timings"] = {**update.get("timings", {}), name: ms}
-        tracker = current_tracker()
-        tokens = tracker.tokens_by_node.get(name, 0) if tracker else None
-        log.info("node", node=name, ms=round(ms, 2), tokens=tokens, **_log_fields(update))
+        if log.is_enabled_for(logging.DEBUG):
+            tracker = current_tracker()
+            tokens = tracker.tokens_by_node.get(name, 0) if tracker else None
+            log.debug("node", node=name, ms=round(ms, 2), tokens=tokens, **_log_fields(update))
         return update
 
     return run
