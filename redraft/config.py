@@ -32,6 +32,7 @@ Domain = Literal["Relationship", "Career", "Financial", "Social", "Health", "Lif
 Strategy = Literal["parallel", "sequential", "self_refine", "none"]
 PlannerMode = Literal["router", "llm", "hybrid", "all"]
 StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+StructuredOutputMode = Literal["auto", StructuredOutputMethod]
 CheckpointerKind = Literal["auto", "sqlite", "postgres", "memory"]
 KnowledgeBaseMode = Literal["auto", "on", "off"]
 Role = Literal["responder", "planner", "critic", "editor", "judge", "memory"]
@@ -99,13 +100,36 @@ class RefinerConfig(BaseSettings):
         description="Base URL of an OpenAI-compatible provider (Ollama, vLLM, llama.cpp...).",
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
-    structured_output: StructuredOutputMethod = Field(
-        "json_schema",
-        description="How structured outputs are requested; `function_calling` or `json_mode` "
-        "for servers without json_schema support.",
+    structured_output: StructuredOutputMode = Field(
+        "auto",
+        description="How structured outputs are requested. auto: json_schema, falling back to "
+        "function_calling, then json_mode (schema in the prompt) when an endpoint rejects it or "
+        "its output does not parse; the mode that works is kept per endpoint and model for the "
+        "life of the process. An explicit mode is always used and never falls back.",
     )
-    max_retries: int = Field(2, ge=0, le=10, description="Provider retries, with backoff.")
-    timeout_s: float = Field(60.0, gt=0, description="Timeout of one provider call.")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a provider call that failed or timed out."
+    )
+    timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Total time one provider call may take, counted from when it is sent (not "
+        "while it waits for a slot, see provider_concurrency); a reply that trickles is cut too.",
+    )
+    context_tokens: int | None = Field(
+        None,
+        ge=512,
+        description="Context window of the model. None: what the server reports in /v1/models "
+        "(or in a context-length error), else 8192. Prompts are trimmed to fit it.",
+    )
+    provider_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Provider calls in flight at once per endpoint and model; more wait for a "
+        "slot. None: unbounded, except 1 for a server detected to serve one request at a time "
+        "(llama-cpp-python's).",
+    )
     deadline_s: float | None = Field(
         None,
         gt=0,
@@ -236,6 +260,9 @@ class RefinerConfig(BaseSettings):
         ge=1,
         description="Most characters a model's draft or rewrite may have: a longer draft fails "
         "the turn (RefineError), a longer rewrite is dropped for the draft (degraded).",
+    )
+    max_persona_file_bytes: int = Field(
+        1_000_000, ge=1, description="Largest persona file `redraft persona import` reads."
     )
 
     @field_validator("critics", mode="before")

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import ensure_config, merge_configs
-from langchain_core.utils.json import parse_json_markdown
 from pydantic import BaseModel
 
 from redraft.config import RefinerConfig, Role
+from redraft.endpoints import CallPolicy, endpoint_of, policy_of, set_policy
+from redraft.model_output import OutputNotParsedError, raw_text, read_output
+from redraft.prompt_budget import Prompt, fit
 from redraft.state import AgentUsage, Usage
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 
 AGENT_KEY = "redraft_agent"
 
 
 class ModelNotConfiguredError(RuntimeError):
     """No provider is configured for a role that needs a model."""
+
+
+class ProviderCallError(RuntimeError):
+    """A provider call failed after its retries; the message names the endpoint."""
 
 
 def _is_langchain_provider(name: str) -> bool:
@@ -38,31 +48,54 @@ def _is_langchain_provider(name: str) -> bool:
 
 
 def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
-    """Build the chat model `name` from the config (OpenAI-compatible unless prefixed)."""
-    common = {"temperature": config.temperature, "max_retries": config.max_retries}
+    """Build the chat model `name` from the config (OpenAI-compatible unless prefixed).
+
+    redraft retries and times out the calls itself (`send`), so that each try is counted and
+    the timeout holds for the whole call, not per read; the client's own retries are off.
+    """
+    policy = CallPolicy(
+        timeout_s=config.timeout_s,
+        retries=config.max_retries,
+        concurrency=config.provider_concurrency,
+        context_tokens=config.context_tokens,
+        api_key=config.api_key.get_secret_value() if config.api_key else None,
+    )
+    model: BaseChatModel
     if _is_langchain_provider(name):
         from langchain.chat_models import init_chat_model
 
-        return init_chat_model(name, timeout=config.timeout_s, **common)
+        model = init_chat_model(
+            name, timeout=config.timeout_s, temperature=config.temperature, max_retries=0
+        )
+        set_policy(model, policy)
+        return model
     if config.api_key is None and config.base_url is None:
         raise ModelNotConfiguredError(
             "no model provider configured: set OPENAI_API_KEY for OpenAI, or OPENAI_BASE_URL for "
             "an OpenAI-compatible server (Ollama, vLLM, llama.cpp); `redraft demo` runs offline"
         )
+    import httpx
     import openai
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(
+    timeout = httpx.Timeout(config.timeout_s, connect=min(CONNECT_TIMEOUT_S, config.timeout_s))
+    model = ChatOpenAI(
         model=name,
         api_key=config.api_key.get_secret_value() if config.api_key else "not-needed",
         base_url=config.base_url,
-        timeout=config.timeout_s,
+        timeout=timeout,
         stream_usage=True,
+        temperature=config.temperature,
+        max_retries=0,
         # Our own connection pool: langchain-openai's default async client is shared by the
         # whole process and bound to the first event loop that used it.
-        http_async_client=openai.DefaultAsyncHttpxClient(timeout=config.timeout_s),
-        **common,
+        http_async_client=openai.DefaultAsyncHttpxClient(timeout=timeout),
     )
+    set_policy(model, policy)
+    return model
+
+
+CONNECT_TIMEOUT_S = 5.0
 
 
 class Models:
@@ -84,48 +117,142 @@ class Models:
             if chosen is not None:
                 return chosen
         name = config.model_for(role)
-        key = (name, config.model_dump_json(include={"api_key", "base_url", "temperature"}))
+        key = (name, config.model_dump_json(include=MODEL_SETTINGS))
         if key not in self._built:
             self._built[key] = make_chat_model(name, config)
         return self._built[key]
 
 
-def agent_config(agent: str) -> dict[str, Any]:
+MODEL_SETTINGS = {
+    "api_key",
+    "base_url",
+    "temperature",
+    "timeout_s",
+    "max_retries",
+    "provider_concurrency",
+    "context_tokens",
+}
+"""The config fields a built chat model depends on."""
+
+
+def agent_config(agent: str, attempt: int = 0) -> dict[str, Any]:
     """Run config that names the agent, for usage accounting, tracing and logs."""
-    return {"metadata": {AGENT_KEY: agent}, "run_name": agent, "tags": [f"agent:{agent}"]}
+    metadata: dict[str, Any] = {AGENT_KEY: agent}
+    if attempt:
+        metadata[RETRY_KEY] = attempt
+    return {"metadata": metadata, "run_name": agent, "tags": [f"agent:{agent}"]}
 
 
-_structured: dict[tuple[int, type, str, bool], tuple[BaseChatModel, Runnable]] = {}
-STRUCTURED_CACHE = 256
+RETRY_KEY = "redraft_retry"
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MODE_REJECTED_STATUS = {400, 404, 415, 422, 500, 501}
+"""Statuses with which a server refuses a structured-output mode (llama-cpp-python answers a
+json_schema response format with 500)."""
+CONTEXT_ERROR = re.compile(
+    r"(?:maximum context length is|context window of|context size (?:is|of)|n_ctx(?:_slot)?\s*=?)"
+    r"\s*(\d{3,7})",
+    re.IGNORECASE,
+)
 
 
-def structured_runnable(
-    model: BaseChatModel, schema: type[BaseModel], method: str, *, streamed: bool = False
-) -> Runnable:
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retryable(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, TimeoutError | openai.APIConnectionError):
+        return True
+    status = _status(exc)
+    return status is not None and status in RETRYABLE_STATUS
+
+
+async def send(
+    model: BaseChatModel,
+    call: Callable[[dict[str, Any]], Awaitable[R]],
+    *,
+    agent: str,
+    retry: Callable[[BaseException], bool] = _retryable,
+) -> R:
+    """One provider call through the model's policy: a slot among the endpoint's calls in
+    flight, a total timeout counted from when the call is sent, retries with backoff.
+
+    `call(config)` makes the call with the run config to pass on (each try is its own run,
+    so usage counts every try). Errors that are not retried propagate as they are.
+    """
+    endpoint, policy = endpoint_of(model), policy_of(model)
+    await endpoint.probe(policy)
+    tries = policy.retries + 1
+    error: BaseException | None = None
+    for attempt in range(tries):
+        if attempt:
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+        slot = endpoint.slot(policy)
+        try:
+            if slot is not None:
+                await slot.acquire()
+            try:
+                if policy.timeout_s is None:
+                    return await call(agent_config(agent, attempt))
+                async with asyncio.timeout(policy.timeout_s):
+                    return await call(agent_config(agent, attempt))
+            finally:
+                if slot is not None:
+                    slot.release()
+        except TimeoutError:
+            error = TimeoutError(f"no complete reply within {policy.timeout_s:g} s")
+        except Exception as exc:
+            if not retry(exc):
+                raise
+            error = exc
+    assert error is not None
+    raise ProviderCallError(
+        f"{agent}: {endpoint.name}: {type(error).__name__}: {error} "
+        f"({tries} {'try' if tries == 1 else 'tries'})"
+    ) from error
+
+
+def structured_runnable(model: BaseChatModel, schema: type[BaseModel], method: str) -> Runnable:
     """`model.with_structured_output` for `schema`, built once per model: building it converts
     the schema again each time (about a millisecond of CPU per call, see BENCHMARKS.md).
 
-    `streamed`: with the schema as a JSON-schema dict (not the class), which selects LangChain's
-    partial-JSON parsers, which stream; otherwise with the raw output, for the parse retry.
+    The schema goes as a JSON-schema dict, never the class: with the class, langchain-openai
+    has the openai SDK validate the reply inside the call, which loses the raw output (so its
+    tokens go uncounted and nothing can be mended). `read_output` validates instead.
     """
     # The entry holds the model, so no other model can take its id while it is cached.
-    key = (id(model), schema, method, streamed)
+    key = (id(model), schema, method)
     cached = _structured.get(key)
     if cached is None:
-        if streamed:
-            runnable = model.with_structured_output(schema.model_json_schema(), method=method)
-        else:
-            runnable = model.with_structured_output(schema, method=method, include_raw=True)
+        spec = schema.model_json_schema()
+        runnable = model.with_structured_output(spec, method=method, include_raw=True)
         if len(_structured) >= STRUCTURED_CACHE:
             _structured.clear()
         cached = _structured[key] = (model, runnable)
     return cached[1]
 
 
+_structured: dict[tuple[int, type, str], tuple[BaseChatModel, Runnable]] = {}
+STRUCTURED_CACHE = 256
+
+
+def with_schema_in_prompt(
+    messages: list[BaseMessage], schema: type[BaseModel]
+) -> list[BaseMessage]:
+    """json_mode asks only for JSON: the schema itself goes at the end of the last message."""
+    spec = json.dumps(schema.model_json_schema(), separators=(",", ":"))
+    note = f"\n\nAnswer with one JSON object, nothing else, that follows this JSON schema:\n{spec}"
+    last = messages[-1]
+    return [*messages[:-1], last.model_copy(update={"content": f"{last.text}{note}"})]
+
+
 async def call_structured(
     model: BaseChatModel,
     schema: type[T],
-    messages: Sequence[BaseMessage],
+    prompt: Prompt | Sequence[BaseMessage],
     *,
     agent: str,
     method: str,
@@ -133,29 +260,117 @@ async def call_structured(
 ) -> T:
     """One structured call; an output that does not parse is asked for again once.
 
-    Provider errors propagate (the client already retried them with backoff); the caller
-    decides what to degrade.
+    `method` auto negotiates the endpoint's structured-output mode (see `endpoints`). The
+    prompt is fitted to the context window first. Provider errors propagate after `send`'s
+    retries; the caller decides what to degrade.
     """
-    runnable = structured_runnable(model, schema, method)
-    error: Exception | None = None
+    endpoint, policy = endpoint_of(model), policy_of(model)
+    await endpoint.probe(policy)
+    error: BaseException | None = None
+    for mode in endpoint.candidates(method):
+        negotiating = method == "auto" and endpoint.mode is None
+        try:
+            output = await _structured_tries(
+                model,
+                schema,
+                prompt,
+                agent=agent,
+                mode=mode,
+                attempts=attempts,
+                negotiating=negotiating,
+            )
+        except OutputNotParsedError as exc:
+            if not negotiating:
+                raise
+            endpoint.reject(mode, f"output did not parse ({exc})")
+            error = exc
+            continue
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, ProviderCallError) else exc
+            if not negotiating or not _refuses_mode(cause):
+                raise
+            endpoint.reject(mode, f"HTTP {_status(cause)}: {str(cause)[:200]}")
+            error = exc
+            continue
+        if method == "auto":
+            endpoint.settle(mode)
+        return output
+    raise OutputNotParsedError(
+        f"{agent}: no structured-output mode worked with {endpoint.name}: "
+        + "; ".join(f"{m}: {r}" for m, r in endpoint.rejected.items())
+    ) from error
+
+
+async def _structured_tries(
+    model: BaseChatModel,
+    schema: type[T],
+    prompt: Prompt | Sequence[BaseMessage],
+    *,
+    agent: str,
+    mode: str,
+    attempts: int,
+    negotiating: bool,
+) -> T:
+    endpoint, policy = endpoint_of(model), policy_of(model)
+    runnable = structured_runnable(model, schema, mode)
+    in_prompt = schema if mode != "json_schema" else None  # tools and the note take room
+    messages = fit(prompt, endpoint.prompt_budget(policy), in_prompt, agent=agent)
+    if mode == "json_mode":
+        messages = with_schema_in_prompt(messages, schema)
+    # While a mode is being tried, a refusal is an answer: not retried, the next mode is.
+    retry = _retryable if not negotiating else _retryable_not_refused
+    error: BaseException | None = None
     for _ in range(attempts):
         try:
-            out = await runnable.ainvoke(list(messages), config=agent_config(agent))
-            parsed = out.get("parsed")
-            if isinstance(parsed, schema):
-                return parsed
-            if parsed is not None:
-                return schema.model_validate(parsed)
-            error = out.get("parsing_error") or ValueError("no structured output in the reply")
-        except ValueError as exc:  # JSON or schema errors, raised by some clients' parsers
+            out = await send(
+                model,
+                lambda config, sent=messages: runnable.ainvoke(sent, config=config),
+                agent=agent,
+                retry=retry,
+            )
+        except Exception as exc:
+            learned = _context_from_error(exc)
+            if learned is None or learned >= endpoint.context_tokens(policy):
+                raise
+            # The server told us its real context window: fit to it and try again.
+            endpoint.reported_context = learned
+            messages = fit(prompt, endpoint.prompt_budget(policy), in_prompt, agent=agent)
+            if mode == "json_mode":
+                messages = with_schema_in_prompt(messages, schema)
+            continue
+        try:
+            return read_output(schema, raw_text(out["raw"]))
+        except ValueError as exc:
             error = exc
     raise OutputNotParsedError(f"{agent}: output did not parse after {attempts} tries: {error}")
+
+
+def _refuses_mode(exc: BaseException) -> bool:
+    """An HTTP error about the structured-output request itself (its response format, tools
+    or schema), not about the call in general."""
+    return _status(exc) in MODE_REJECTED_STATUS and bool(MODE_WORDS.search(str(exc)))
+
+
+MODE_WORDS = re.compile(r"response_format|json_schema|json_object|schema|tool|function", re.I)
+
+
+def _retryable_not_refused(exc: BaseException) -> bool:
+    return _retryable(exc) and not _refuses_mode(exc)
+
+
+def _context_from_error(exc: BaseException) -> int | None:
+    """The context window a server names when it refuses a prompt as too long."""
+    cause = exc.__cause__ if isinstance(exc, ProviderCallError) else exc
+    if _status(cause) != 400:
+        return None
+    match = CONTEXT_ERROR.search(str(cause))
+    return int(match.group(1)) if match else None
 
 
 async def stream_structured(
     model: BaseChatModel,
     schema: type[T],
-    messages: Sequence[BaseMessage],
+    prompt: Prompt | Sequence[BaseMessage],
     *,
     agent: str,
     method: str,
@@ -165,39 +380,54 @@ async def stream_structured(
     """A structured call streamed so that one string field reaches `on_delta` as it grows.
 
     Used for the editor's reply, so callers can show the refined reply while it is written.
-    Falls back to `call_structured` (with its parse retry) when the stream does not parse.
+    Falls back to `call_structured` (with its parse retry) when the stream does not parse, and
+    while the endpoint's structured-output mode is still being negotiated.
     """
-    runnable = structured_runnable(model, schema, method, streamed=True)
+    endpoint, policy = endpoint_of(model), policy_of(model)
+    await endpoint.probe(policy)
+    modes = endpoint.candidates(method)
+    if method == "auto" and endpoint.mode is None:
+        return await call_structured(model, schema, prompt, agent=agent, method=method)
+    mode = modes[0]
+    runnable = model.with_structured_output(schema.model_json_schema(), method=mode)
+    messages = fit(
+        prompt,
+        endpoint.prompt_budget(policy),
+        schema if mode != "json_schema" else None,
+        agent=agent,
+    )
+    if mode == "json_mode":
+        messages = with_schema_in_prompt(messages, schema)
     # Partial parsing also "parses" an output that was cut short: the raw output must be whole.
     end = StreamEnd()
-    config = merge_configs(ensure_config(), agent_config(agent), {"callbacks": [end]})
     sent = ""
-    last: Any = None
-    try:
-        async for partial in runnable.astream(list(messages), config=config):
-            last = partial
+
+    async def stream(config: dict[str, Any]) -> None:
+        nonlocal sent
+        run_config = merge_configs(ensure_config(), config, {"callbacks": [end]})
+        async for partial in runnable.astream(messages, config=run_config):
             value = (
                 partial.get(field) if isinstance(partial, dict) else getattr(partial, field, None)
             )
             if isinstance(value, str) and value.startswith(sent) and len(value) > len(sent):
                 on_delta(value[len(sent) :])
                 sent = value
-        if end.raw is not None:
-            parse_json_markdown(end.raw, parser=json.loads)  # ValueError when cut short
-        final = last if isinstance(last, schema) else schema.model_validate(last)
+
+    try:
+        # Once part of the reply has been shown, a retry would show it twice: no retries.
+        await send(model, stream, agent=agent, retry=lambda _: not sent)
+        if end.raw is None:
+            raise ValueError("the stream ended without an output")
+        final = read_output(schema, end.raw)
     except ValueError:
         if sent:
             raise OutputNotParsedError(f"{agent}: streamed output did not parse") from None
-        return await call_structured(model, schema, messages, agent=agent, method=method)
+        return await call_structured(model, schema, prompt, agent=agent, method=method)
     if getattr(final, field) != sent:
         if not getattr(final, field).startswith(sent):
             raise OutputNotParsedError(f"{agent}: streamed {field} changed while streaming")
         on_delta(getattr(final, field)[len(sent) :])
     return final
-
-
-class OutputNotParsedError(ValueError):
-    """A model kept returning output that does not fit the schema."""
 
 
 class StreamEnd(AsyncCallbackHandler):
@@ -213,8 +443,27 @@ class StreamEnd(AsyncCallbackHandler):
             self.raw = calls[0]["args"] if calls else message.text
 
 
-async def call_text(model: BaseChatModel, messages: Sequence[BaseMessage], *, agent: str) -> str:
-    message = await model.ainvoke(list(messages), config=agent_config(agent))
+async def call_message(
+    model: BaseChatModel,
+    prompt: Prompt | Sequence[BaseMessage],
+    *,
+    agent: str,
+    runnable: Runnable | None = None,
+) -> AIMessage:
+    """A plain call (no schema), fitted to the context window, through `send`; `runnable` is
+    `model` with something bound (tools), when it is not the model itself."""
+    endpoint, policy = endpoint_of(model), policy_of(model)
+    await endpoint.probe(policy)
+    messages = fit(prompt, endpoint.prompt_budget(policy), agent=agent)
+    target = runnable or model
+    message = await send(model, lambda config: target.ainvoke(messages, config=config), agent=agent)
+    return message if isinstance(message, AIMessage) else AIMessage(content=message.content)
+
+
+async def call_text(
+    model: BaseChatModel, prompt: Prompt | Sequence[BaseMessage], *, agent: str
+) -> str:
+    message = await call_message(model, prompt, agent=agent)
     return str(message.text).strip()
 
 
@@ -244,15 +493,18 @@ class UsageTracker(AsyncCallbackHandler):
         if agent:
             node = metadata.get("langgraph_node")
             self._running[run_id] = (agent, node, time.perf_counter())
+            if metadata.get(RETRY_KEY):
+                self.usage.by_agent.setdefault(agent, AgentUsage()).retries += 1
+                self.usage.retries += 1
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         prompt, completion = _token_counts(response)
         self._finish(run_id, prompt, completion)
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._finish(run_id, 0, 0)
+        self._finish(run_id, 0, 0, failed=True)
 
-    def _finish(self, run_id: UUID, prompt: int, completion: int) -> None:
+    def _finish(self, run_id: UUID, prompt: int, completion: int, failed: bool = False) -> None:
         started = self._running.pop(run_id, None)
         if started is None:
             return
@@ -261,6 +513,9 @@ class UsageTracker(AsyncCallbackHandler):
         if node:
             self.tokens_by_node[node] = self.tokens_by_node.get(node, 0) + prompt + completion
         per_agent = self.usage.by_agent.setdefault(agent, AgentUsage())
+        if failed:
+            per_agent.failed_calls += 1
+            self.usage.failed_calls += 1
         per_agent.calls += 1
         per_agent.prompt_tokens += prompt
         per_agent.completion_tokens += completion

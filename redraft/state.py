@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -44,22 +45,131 @@ DEFAULT_MAX_MESSAGE_CHARS = 64_000
 # ── request and result ──────────────────────────────────────────────────────────────────
 
 
-class Message(BaseModel):
-    """One OpenAI-style chat message."""
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+"""OpenAI's function-name rule (plus dots): a name also appears in prompts, so no markup."""
+MAX_TOOLS = 128
+MAX_PARTS = 64
+
+
+class FunctionCall(BaseModel):
+    """The function of a tool call; `arguments` is the JSON text the model wrote, kept as is."""
 
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str = Field(min_length=1)
+    name: str = Field(pattern=TOOL_NAME.pattern)
+    arguments: str = Field("{}", max_length=DEFAULT_MAX_MESSAGE_CHARS)
+
+
+class ToolCall(BaseModel):
+    """One tool call of an assistant message, in OpenAI's wire form."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    """One OpenAI-style chat message.
+
+    Assistant messages may carry `tool_calls` (their `content` may then be null or empty);
+    `tool` messages are a tool's result for the call `tool_call_id`. Stored and rendered with
+    `content` always a string ("" when there is none), so every reader sees text. Content given
+    as OpenAI content parts is kept in `parts` (the responding model gets them as they came);
+    `content` is then their text, with a placeholder for each image or other non-text part.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str = ""
+    parts: list[dict[str, Any]] | None = Field(None, max_length=MAX_PARTS)
+    tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOLS)
+    tool_call_id: str | None = Field(None, min_length=1, max_length=256)
+    name: str | None = Field(
+        None, pattern=TOOL_NAME.pattern, description="A tool message's tool (found by its call)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _content_parts(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("role") != "tool":
+            data.pop("name", None)  # a participant's name: not a tool's, and not used
+        content = data.get("content")
+        if isinstance(content, list):
+            data["parts"], data["content"] = content, parts_text(content)
+        return data
 
     @field_validator("content", mode="before")
     @classmethod
     def _string_content(cls, value: Any) -> Any:
+        if value is None:
+            return ""
         if not isinstance(value, str):
-            raise ValueError("content must be a string")
-        if not value.strip():
-            raise ValueError("content must not be empty")
+            raise ValueError("content must be a string or a list of content parts")
         return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> Message:
+        if self.role == "tool":
+            if self.tool_call_id is None:
+                raise ValueError("a tool message needs `tool_call_id`")
+        elif self.role == "assistant" and self.tool_calls:
+            pass
+        elif not self.content.strip():
+            raise ValueError("content must not be empty")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only assistant messages carry `tool_calls`")
+        if self.tool_calls == []:
+            self.tool_calls = None
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """As stored in a thread and sent on: only the fields that are set."""
+        return self.model_dump(exclude_none=True)
+
+
+def parts_text(parts: list[Any]) -> str:
+    """The text of OpenAI content parts; each non-text part is a placeholder naming its type
+    (critics read text only, and must not take a missing image for a missing answer)."""
+    if len(parts) > MAX_PARTS:
+        raise ValueError(f"at most {MAX_PARTS} content parts are accepted, got {len(parts)}")
+    texts = []
+    for index, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"content part {index} must be an object with a `type`")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise ValueError(f"content part {index}: a text part needs a string `text`")
+            texts.append(part["text"])
+        else:
+            texts.append(f"[{kind[:40]} not shown]")
+    return "\n".join(texts)
+
+
+class DraftReply(BaseModel):
+    """A handed-in draft that is an assistant message, e.g. a tool call (returned untouched)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOLS)
+
+
+def tool_names(messages: list[Message]) -> list[Message]:
+    """`messages` with each tool message's `name` filled in from the call it answers."""
+    called = {c.id: c.function.name for m in messages for c in m.tool_calls or []}
+    return [
+        m.model_copy(update={"name": called[m.tool_call_id]})
+        if m.role == "tool" and m.name is None and m.tool_call_id in called
+        else m
+        for m in messages
+    ]
 
 
 class RefineRequest(BaseModel):
@@ -76,7 +186,57 @@ class RefineRequest(BaseModel):
     thread_id: str | None = Field(None, min_length=1, max_length=256)
     persona: list[str] = Field(default_factory=list, description="Inline persona facts.")
     knowledge: list[str] = Field(default_factory=list, description="Evidence passages.")
-    draft: str | None = Field(None, description="A reply to refine instead of drafting one.")
+    draft: str | DraftReply | None = Field(
+        None,
+        description="A reply to refine instead of drafting one: text, or an assistant message "
+        "(one with `tool_calls` is returned untouched).",
+    )
+    tools: list[dict[str, Any]] | None = Field(
+        None,
+        max_length=MAX_TOOLS,
+        description="OpenAI tool definitions offered to the responding model; a draft that "
+        "calls one is returned as it is.",
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description='"none", "auto", "required", or {"type": "function", "function": ...}'
+    )
+    parallel_tool_calls: bool | None = None
+
+    @property
+    def draft_text(self) -> str | None:
+        """The handed-in draft's text (None when redraft writes the draft)."""
+        if isinstance(self.draft, DraftReply):
+            return self.draft.content or ""
+        return self.draft
+
+    @field_validator("tools")
+    @classmethod
+    def _function_tools(cls, tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, tool in enumerate(tools or []):
+            function = tool.get("function") if tool.get("type") == "function" else None
+            name = function.get("name") if isinstance(function, dict) else None
+            if not isinstance(name, str) or not TOOL_NAME.match(name):
+                raise ValueError(
+                    f"tool {index} must be {{'type': 'function', 'function': {{'name': ...}}}} "
+                    "with a name of letters, digits, _ . - (at most 64)"
+                )
+        return tools or None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _named_choice(cls, choice: Any) -> Any:
+        if isinstance(choice, str) and choice not in ("none", "auto", "required"):
+            raise ValueError("must be none, auto, required or {'type': 'function', ...}")
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            if choice.get("type") != "function" or not isinstance(name, str):
+                raise ValueError("must be none, auto, required or {'type': 'function', ...}")
+        return choice
+
+    @field_validator("messages", mode="after")
+    @classmethod
+    def _name_tool_results(cls, messages: list[Message]) -> list[Message]:
+        return tool_names(messages)
 
     @field_validator("messages")
     @classmethod
@@ -102,7 +262,11 @@ class RefineRequest(BaseModel):
 
     @field_validator("draft")
     @classmethod
-    def _draft_not_blank(cls, value: str | None) -> str | None:
+    def _draft_not_blank(cls, value: str | DraftReply | None) -> str | DraftReply | None:
+        if isinstance(value, DraftReply):
+            if value.tool_calls:
+                return value
+            value = value.content or ""
         if value is not None and not value.strip():
             raise ValueError("draft must not be empty when given")
         return value
@@ -245,6 +409,15 @@ class Change(BaseModel):
     change: str = Field(description="What was changed, in a few words.")
 
 
+class Override(BaseModel):
+    """A lower-precedence fix left out because a higher-precedence aspect's fix covers the same
+    words: the precedence at work, not a failure."""
+
+    aspect: str = Field(description="The aspect whose fix was left out.")
+    span: str = Field(description="The words both fixes were about.")
+    by: str = Field(description="The higher-precedence aspect whose fix was applied.")
+
+
 class EditorOutput(BaseModel):
     """The editor's rewrite and which critique caused which change."""
 
@@ -303,13 +476,19 @@ class GateDecision(BaseModel):
 
 
 class AgentUsage(BaseModel):
-    calls: int = 0
+    calls: int = Field(0, description="Provider calls sent, every retry included.")
+    retries: int = Field(0, description="Calls that repeated one that failed or timed out.")
+    failed_calls: int = Field(0, description="Calls that failed or timed out.")
     prompt_tokens: int = 0
-    completion_tokens: int = 0
+    completion_tokens: int = Field(
+        0, description="Output tokens, those of outputs that did not parse included."
+    )
 
 
 class Usage(BaseModel):
-    llm_calls: int = 0
+    llm_calls: int = Field(0, description="Provider calls sent, every retry included.")
+    retries: int = 0
+    failed_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     by_agent: dict[str, AgentUsage] = Field(default_factory=dict)
@@ -331,7 +510,17 @@ class RefineResult(BaseModel):
         default_factory=list, description="Questions asked and answered during this turn."
     )
     blocked: bool = Field(False, description="A crisis: the reply is the safe message.")
-    degraded: list[Degradation] | None = None
+    degraded: list[Degradation] | None = Field(
+        None, description="What failed or was skipped, and why (None: nothing did)."
+    )
+    overridden: list[Override] = Field(
+        default_factory=list, description="Fixes left out under the precedence of aspects."
+    )
+    tool_calls: list[ToolCall] | None = Field(
+        None,
+        description="The draft called tools: returned untouched, with `reply` its text (often "
+        "empty); nothing was refined.",
+    )
     citations: list[Passage] = Field(
         default_factory=list, description="The passages that support the final reply."
     )
@@ -385,6 +574,8 @@ class TurnState(TypedDict, total=False):
     citations: list[dict[str, Any]]
     draft: str
     reply: str
+    # the draft's tool calls (OpenAI wire dicts): the turn ends with them, unrefined
+    tool_calls: list[dict[str, Any]] | None
     streamed: bool
     drafted: bool
     plan: dict[str, Any]
@@ -400,6 +591,7 @@ class TurnState(TypedDict, total=False):
     asked: Annotated[list[dict[str, Any]], turn_list]
     critiques: Annotated[list[dict[str, Any]], turn_list]
     changes: Annotated[list[dict[str, Any]], turn_list]
+    overridden: Annotated[list[dict[str, Any]], turn_list]
     degraded: Annotated[list[dict[str, str]], turn_list]
     timings: Annotated[dict[str, float], merge_timings]
 
@@ -431,10 +623,13 @@ __all__ = [
     "CriticTask",
     "Critique",
     "Degradation",
+    "DraftReply",
     "EditorOutput",
+    "FunctionCall",
     "GateDecision",
     "Issue",
     "Message",
+    "Override",
     "PairwiseVerdict",
     "Passage",
     "Plan",
@@ -445,6 +640,7 @@ __all__ = [
     "SafetyDetails",
     "SafetyQuestion",
     "SequentialStepOutput",
+    "ToolCall",
     "TurnState",
     "Usage",
 ]

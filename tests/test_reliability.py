@@ -45,6 +45,8 @@ def config(http_config, retries: int = 0, fault: str | None = None):
         # cannot hit
         timeout_s=0.5 if fault == "hang" else 5.0,
         deadline_s=10.0,
+        # Faults on a first structured call, not the negotiation of a mode (test_structured.py)
+        structured_output="json_schema",
     )
 
 

@@ -6,10 +6,18 @@ block of a user-role message, never in a system message, and cannot close its ow
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 BLOCK_TAGS = (
     "reply",
@@ -66,26 +74,70 @@ def _registered(tag: str) -> str:
     return tag
 
 
-def conversation(history: Sequence[dict[str, str]], last: int | None = None) -> str:
-    """The dialogue as numbered, delimited turns (newest last)."""
-    turns = [m for m in history if m["role"] in ("user", "assistant")]
-    if last is not None:
-        turns = turns[-last:]
-    offset = len([m for m in history if m["role"] in ("user", "assistant")]) - len(turns)
-    body = "\n".join(
-        block("turn", m["content"], n=offset + i, role=m["role"]) for i, m in enumerate(turns, 1)
-    )
+DIALOGUE = ("user", "assistant", "tool")
+
+
+def conversation(history: Sequence[dict[str, Any]], last: int | None = None) -> str:
+    """The dialogue as numbered, delimited turns (newest last). Tool calls and tool results
+    are turns too: data, like every other turn (a tool's name is checked to be a plain name)."""
+    every = [m for m in history if m["role"] in DIALOGUE]
+    turns = every[-last:] if last is not None else every
+    offset = len(every) - len(turns)
+    # Turns left out to fit the context window keep their numbers but are not shown.
+    body = "\n".join(_turn(m, offset + i) for i, m in enumerate(turns, 1) if not m.get("omitted"))
     return f"<conversation>\n{body}\n</conversation>"
+
+
+def _turn(message: Mapping[str, Any], n: int) -> str:
+    if message["role"] == "tool":
+        return block("turn", message["content"], n=n, role="tool", tool=message.get("name", "tool"))
+    calls = [
+        f"[calls tool {c['function']['name']} with {c['function']['arguments']}]"
+        for c in message.get("tool_calls") or []
+    ]
+    text = "\n".join(p for p in (message["content"], *calls) if p)
+    return block("turn", text, n=n, role=message["role"])
 
 
 def last_user_message(history: Sequence[dict[str, str]]) -> str:
     return next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
 
 
-def chat_turns(history: Sequence[dict[str, str]]) -> list[BaseMessage]:
-    """The user/assistant turns as chat messages, for the responding agent."""
-    kinds = {"user": HumanMessage, "assistant": AIMessage}
-    return [kinds[m["role"]](m["content"]) for m in history if m["role"] in kinds]
+def chat_turns(history: Sequence[dict[str, Any]]) -> list[BaseMessage]:
+    """The user/assistant/tool turns as chat messages, for the responding agent: tool calls
+    and results as the tool-calling protocol has them, so the model reads its tools' data."""
+    turns: list[BaseMessage] = []
+    for m in history:
+        if m["role"] == "user":  # content parts (images) as they came
+            turns.append(HumanMessage(m.get("parts") or m["content"]))
+        elif m["role"] == "assistant":
+            turns.append(_assistant(m))
+        elif m["role"] == "tool":
+            turns.append(ToolMessage(m["content"], tool_call_id=m["tool_call_id"]))
+    return turns
+
+
+def _assistant(message: Mapping[str, Any]) -> AIMessage:
+    parsed, invalid = [], []
+    for call in message.get("tool_calls") or []:
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        try:
+            args = json.loads(arguments)
+        except ValueError:
+            args = None
+        if isinstance(args, dict):
+            parsed.append({"id": call["id"], "name": name, "args": args, "type": "tool_call"})
+        else:
+            invalid.append(
+                {
+                    "id": call["id"],
+                    "name": name,
+                    "args": arguments,
+                    "error": None,
+                    "type": "invalid_tool_call",
+                }
+            )
+    return AIMessage(message["content"], tool_calls=parsed, invalid_tool_calls=invalid)
 
 
 def user_message(*parts: str) -> HumanMessage:

@@ -217,6 +217,10 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
             issues = issues or [GENERIC_CAUTION]
         elif not (question and question.strip()):
             question = ATTRIBUTE_QUESTIONS[attribute]
+    if verdict == "revise" and output.risk == "low" and not (output.domain or task.get("domain")):
+        # Low risk outside every sensitive domain is not the safety critic's to revise (small
+        # models "revise" plain facts into refusals): the other critics cover the rest.
+        verdict, issues = "pass", []
     if verdict == "block" and not (output.safe_reply and output.safe_reply.strip()):
         output.safe_reply = None
     if verdict == "revise" and not issues:
@@ -241,6 +245,18 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
         evidence=output.evidence,
         safety=details,
     )
+
+
+CAUTION = (
+    "Please take care with this: it can have real consequences for you. Before you act on it, "
+    "it may help to talk it through with a qualified professional or someone you trust."
+)
+
+
+def with_caution(reply: str) -> str:
+    """The reply with a fixed, careful note: what a sensitive turn gets when no model could
+    rewrite it."""
+    return reply if CAUTION in reply else f"{reply.rstrip()}\n\n{CAUTION}"
 
 
 def fallback(task: CriticTask) -> Critique:

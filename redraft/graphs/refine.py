@@ -21,6 +21,7 @@ from redraft.agents import CRITICS
 from redraft.agents.critic import run_critic
 from redraft.agents.editor import merge_critiques, resolve_conflicts
 from redraft.agents.factuality import cited_passages
+from redraft.agents.safety import GENERIC_CAUTION, with_caution
 from redraft.config import RefinerConfig
 from redraft.graphs.baselines import make_self_refine
 from redraft.graphs.deadline import MERGE_SHARE, by_deadline, time_left
@@ -40,7 +41,7 @@ from redraft.graphs.nodes import (
 from redraft.graphs.safety import after_question, make_ask_user, safety_outcome
 from redraft.graphs.sequential import make_sequential
 from redraft.llm import Models
-from redraft.state import CriticTask, Critique, TurnState
+from redraft.state import Change, CriticTask, Critique, TurnState
 
 
 def make_critic_node(aspect: str, models: Models, config: RefinerConfig) -> Node:
@@ -89,7 +90,16 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
 
         if not to_apply:
             return {"pending": [], **cite(corrected=False)}
-        notes = [degraded("merge", note) for note in overridden]
+        # Precedence at work, not a failure: reported in `overridden` and `changes`.
+        left_out = {
+            "overridden": [o.model_dump() for o in overridden],
+            "changes": [
+                Change(
+                    aspect=o.aspect, change=f"fix for {o.span!r} left out: {o.by} overrides"
+                ).model_dump()
+                for o in overridden
+            ],
+        }
         # Stream the reply only when no later round (nor the gate) can change it again, and
         # the caller reads it as it is written.
         last = state["round"] >= cfg.max_rounds and not cfg.gate
@@ -112,9 +122,15 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         except Exception as exc:
             if stream:
                 stream.reset()
-            # The best reply so far stands.
-            failed = [*notes, degraded("merge", exc)]
-            return {"pending": [], "degraded": failed, **cite(corrected=False)}
+            # The best reply so far stands; a safety revision still reaches it (below).
+            failed = [degraded("merge", exc)]
+            return {
+                "pending": [],
+                "degraded": failed,
+                **left_out,
+                **cite(corrected=False),
+                **cautioned(state, to_apply, left_out["changes"]),
+            }
         reply = edited.reply.strip() or state["reply"]
         if stream and stream.sent != reply:
             stream.reset()
@@ -122,12 +138,25 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
             "reply": reply,
             "streamed": bool(stream and stream.sent == reply),
             "pending": pending if reply != state["reply"] else [],
-            "changes": [c.model_dump() for c in edited.changes],
-            "degraded": notes,
+            **left_out,
+            "changes": [*left_out["changes"], *(c.model_dump() for c in edited.changes)],
             **cite(corrected=reply != state["reply"] and "factuality" in pending),
         }
 
     return merge
+
+
+def cautioned(state: TurnState, to_apply: list[Critique], changes: list[dict]) -> dict[str, Any]:
+    """When the rewrite failed but the safety critic asked for one on a sensitive turn, the
+    reply still gets a caution: a sensitive turn never ships the draft as it was. A turn is
+    sensitive when the plan says so or the safety critic itself judged it (its own revise;
+    the cautious fallback of a failed check alone is not a judgement)."""
+    safety = next((c for c in to_apply if c.aspect == "safety"), None)
+    plan = state.get("plan") or {}
+    if safety is None or not (plan.get("sensitive") or GENERIC_CAUTION not in safety.issues):
+        return {}
+    change = Change(aspect="safety", change="added a caution: the rewrite failed")
+    return {"reply": with_caution(state["reply"]), "changes": [*changes, change.model_dump()]}
 
 
 STREAM_REPLY = "redraft_stream_reply"
@@ -185,6 +214,8 @@ def build_graph(
     models = Models(model)
 
     def after_draft(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+        if state.get("tool_calls"):  # a tool call goes back untouched: no critic, no edit
+            return "finalize"
         return {"none": "finalize", "self_refine": "self_refine"}.get(
             settings(runtime, config).strategy, "plan"
         )
