@@ -240,10 +240,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_benchmarks(args.bench_args)
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("redraft")
+    except PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redraft", description="Refine chatbot replies before the user sees them."
     )
+    parser.add_argument("--version", action="version", version=f"redraft {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     refine = commands.add_parser("refine", help="refine one turn: RefineRequest JSON → result JSON")

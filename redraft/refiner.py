@@ -115,11 +115,11 @@ class Refiner:
     `store` (any LangGraph store) keeps personas instead of the configured one (see `personas`).
     Use it as an (async) context manager, or call `close()`/`aclose()`, to finish background
     memory work and release thread and persona storage.
-    """
     `preload=True`: `async with Refiner(...)` loads the embedding model, the router and the
     knowledge base before its body runs (see `preload()`), so the first turn is as fast as the
     tenth. Without it they load in the background on first need, and turns with a deadline go
     without them until then (said in `degraded`).
+    """
 
     def __init__(
         self,
@@ -129,14 +129,14 @@ class Refiner:
         checkpointer: Any = None,
         retrievers: Sequence[BaseRetriever] = (),
         store: BaseStore | None = None,
-    ) -> None:
         preload: bool = False,
+    ) -> None:
         self.config = config or RefinerConfig()
-        configure_logging(self.config.log_level)
         self._preload = preload
         # Models configured by name need the chat-model client library, a second's import:
         # started now in the background, so that no turn imports it on the event loop.
         self._client_import = _start_client_import() if model is None else None
+        configure_logging(self.config.log_level)
         self._model = model
         self._retrievers = list(retrievers)
         self._store = store
@@ -266,10 +266,10 @@ class Refiner:
         run_config = self._run_config(request, tracker, reply_tokens=reply_tokens)
         lost_thread: Degradation | None = None
         try:
-                if self._client_import is not None:
-                    await wait_for_load(self._client_import, None)
             # Reading the thread counts against the turn's deadline like everything else.
             async with asyncio.timeout(settings.deadline_s):
+                if self._client_import is not None:
+                    await wait_for_load(self._client_import, None)
                 graph, graph_input = await self._start(request, run_config)
         except Exception as exc:
             detail = str(exc) or "no answer within the turn's deadline"
@@ -338,8 +338,9 @@ class Refiner:
             raise RefineError(f"the turn failed: {exc}", step="graph", cause=exc) from exc
         result = _result(final, tracker, started, settings.strategy, request.thread_id)
         if stopped is not None:
-            if not result.reply and request.draft:
-                result = result.model_copy(update={"reply": request.draft, "draft": request.draft})
+            if not result.reply and request.draft_text:
+                text = request.draft_text
+                result = result.model_copy(update={"reply": text, "draft": text})
             if not result.reply:
                 raise RefineError(
                     f"no reply within the deadline of {(config or self.config).deadline_s:g} s",
@@ -355,7 +356,9 @@ class Refiner:
         if question is None and final.get("ask"):
             question = SafetyQuestion(**final["ask"])  # unthreaded: the question is the reply
         if question is not None:
-            result = result.model_copy(update={"question": question, "reply": question.question})
+            # The question is what the user sees instead of the draft: the reply changed.
+            update = {"question": question, "reply": question.question, "changed": True}
+            result = result.model_copy(update=update)
         learns = settings.memory and settings.memory_learn and self._can_embed.available()
         if personas is not None and learns:
             self._learn_later(personas, request.user_id, final, result, settings, generation)
@@ -479,7 +482,7 @@ class Refiner:
         after the user's earlier memory work."""
         history = list(final.get("history") or [])
         reply = {"role": "assistant", "content": result.reply}
-        if not history or history[-1] != reply:
+        if not result.tool_calls and (not history or history[-1] != reply):
             history.append(reply)
 
         async def learn() -> None:
@@ -573,7 +576,6 @@ class Refiner:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
 
-    async def __aenter__(self) -> Refiner:
     async def preload(self) -> dict[str, float]:
         """Load now, in worker threads (the event loop keeps serving), what a turn would
         otherwise find still loading: the local embedding model, the router (planner router or
@@ -606,9 +608,10 @@ class Refiner:
         log.info("preload.done", **seconds)
         return seconds
 
-        return self
+    async def __aenter__(self) -> Refiner:
         if self._preload:
             await self.preload()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -620,7 +623,6 @@ class Refiner:
         self.close()
 
 
-RETRY_S = 60.0
 _client_import: Future[Any] | None = None
 _client_import_lock = threading.Lock()
 
@@ -644,6 +646,7 @@ def _start_client_import() -> Future[Any]:
         return _client_import
 
 
+RETRY_S = 60.0
 """How long a persona store that failed to open is left alone before it is tried again."""
 
 
@@ -706,6 +709,8 @@ def _result(
         blocked=bool(state.get("blocked")),
         gate=state.get("gate"),
         changes=state.get("changes") or [],
+        overridden=state.get("overridden") or [],
+        tool_calls=state.get("tool_calls") or None,
         degraded=state.get("degraded") or None,
         citations=state.get("citations") or [],
         usage=tracker.usage,

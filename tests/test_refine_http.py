@@ -83,7 +83,12 @@ async def test_precedence_when_critiques_conflict(provider, http_config):
     assert "lots of people" not in editor_prompt
     # the rest arrive in precedence order
     assert editor_prompt.index('aspect="factuality"') < editor_prompt.index('aspect="coherence"')
-    assert any("overridden by factuality" in d.reason for d in result.degraded or [])
+    # precedence at work is not a failure: its own field and `changes`, never `degraded`
+    assert [o.model_dump() for o in result.overridden] == [
+        {"aspect": "personalization", "span": "5 million people", "by": "factuality"}
+    ]
+    assert any(c.aspect == "personalization" and "factuality" in c.change for c in result.changes)
+    assert result.degraded is None
 
 
 @pytest.mark.parametrize(

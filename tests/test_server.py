@@ -296,7 +296,11 @@ def test_oversized_chunked_body_is_a_413(client):
             "messages.0.role",
             "user",
         ),
-        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages.0.role", "user"),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+            "messages.0",
+            "tool_call_id",
+        ),
         ({"model": "m", "messages": []}, "messages", "at least 1"),
         ({"model": "m", "messages": [{"role": "assistant", "content": "x"}]}, None, "user message"),
         (
@@ -305,9 +309,9 @@ def test_oversized_chunked_body_is_a_413(client):
             "string",
         ),
         (
-            {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-            "messages.0.content",
-            "text content parts",
+            {"model": "m", "messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+            "messages.0",
+            "content part 0 must be an object with a `type`",
         ),
         ({"messages": [{"role": "user", "content": "hi"}]}, "model", "Field required"),
         ({"model": "m", "messages": [user("hi")], "thread": "t1"}, "thread", "unrecognized"),
@@ -318,7 +322,20 @@ def test_oversized_chunked_body_is_a_413(client):
         (
             {"model": "m", "messages": [user("hi")], "tools": [{"type": "function"}]},
             "tools",
+            "tool 0 must be",
+        ),
+        ({"model": "m", "messages": [user("hi")], "logprobs": True}, "logprobs", "logprobs"),
+        ({"model": "m", "messages": [user("hi")], "top_logprobs": 3}, "top_logprobs", "logprobs"),
+        ({"model": "m", "messages": [user("hi")], "audio": {"voice": "x"}}, "audio", "audio"),
+        (
+            {"model": "m", "messages": [user("hi")], "functions": [{"name": "f"}]},
+            "functions",
             "tools",
+        ),
+        (
+            {"model": "m", "messages": [user("hi")], "tool_choice": "sometimes"},
+            "tool_choice",
+            "none",
         ),
         ({"model": "m", "messages": [user("hi")], "draft": " "}, "draft", "empty"),
     ],

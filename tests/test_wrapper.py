@@ -4,7 +4,7 @@ to a FakeProvider."""
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
@@ -120,7 +120,8 @@ def test_roles_per_model(base_model, provider, tmp_path):
 @pytest.mark.parametrize(
     ("messages", "kwargs", "field"),
     [
-        ([HumanMessage("hi"), ToolMessage("42", tool_call_id="t")], {}, "messages.1.role"),
+        ([HumanMessage("hi"), ChatMessage("42", role="wizard")], {}, "messages.1.role"),
+        ([HumanMessage("hi"), ToolMessage("42", tool_call_id="")], {}, "tool_call_id"),
         ([HumanMessage("hi")], {"colour": "red"}, "colour"),
         ([AIMessage("only me")], {}, "user message"),
     ],

@@ -19,7 +19,7 @@ from langgraph.store.base import BaseStore
 from redraft.agents import CRITICS
 from redraft.agents.planner import plan_critics
 from redraft.agents.prompting import last_user_message
-from redraft.agents.responder import write_draft
+from redraft.agents.responder import draft_turn
 from redraft.agents.safety import attribute_facts, read_answer
 from redraft.config import RefinerConfig, RunSettings
 from redraft.errors import RefineError
@@ -38,6 +38,7 @@ from redraft.routing.plans import (
 from redraft.state import (
     CriticTask,
     Degradation,
+    Passage,
     Plan,
     RefineRequest,
     SafetyQuestion,
@@ -141,7 +142,7 @@ def make_load_context(config: RefinerConfig) -> Node:
         profile, facts and edit preferences relevant to this query (when a store is given)."""
         started = time.time()  # the turn's deadline counts from here
         request = RefineRequest.model_validate(state["request"])
-        incoming = [m.model_dump() for m in request.messages]
+        incoming = [m.wire() for m in request.messages]
         history = merge_history(list(state.get("history") or []), incoming)
         cfg = settings(runtime, config)
         reads = asyncio.gather(
@@ -306,8 +307,9 @@ def _fresh_turn(
         "persona": persona,
         "knowledge": request.knowledge,
         "citations": [],
-        "draft": request.draft or "",
+        "draft": request.draft_text or "",
         "drafted": request.draft is None,
+        "tool_calls": _handed_in_tool_calls(request),
         "reply": "",
         "streamed": False,
         "ask": None,
@@ -322,9 +324,34 @@ def _fresh_turn(
         "pending": [],
         "critiques": {"reset": []},
         "changes": {"reset": []},
+        "overridden": {"reset": []},
         "degraded": {"reset": [degraded("memory", problem) for problem in problems]},
         "timings": {"reset": True},
     }
+
+
+def _handed_in_tool_calls(request: RefineRequest) -> list[dict[str, Any]] | None:
+    draft = request.draft
+    calls = getattr(draft, "tool_calls", None)
+    return [c.model_dump() for c in calls] if calls else None
+
+
+def tool_results(history: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(tool name, result) of the tool messages since the user's last message: this turn's."""
+    users = [i for i, m in enumerate(history) if m["role"] == "user"]
+    start = users[-1] + 1 if users else 0
+    return [
+        (m.get("name") or "tool", m["content"])
+        for m in history[start:]
+        if m["role"] == "tool" and m["content"].strip()
+    ]
+
+
+def own_passages(state: TurnState) -> list[str]:
+    """The passages without this turn's tool results (the last ones): the responding model
+    reads those as the tool messages they are."""
+    knowledge = state["knowledge"]
+    return knowledge[: len(knowledge) - len(tool_results(state["history"]))]
 
 
 def make_retrieve(config: RefinerConfig, retrievers: Sequence[BaseRetriever]) -> Node:
@@ -341,6 +368,11 @@ def make_retrieve(config: RefinerConfig, retrievers: Sequence[BaseRetriever]) ->
             )
         except DeadlineExceeded as exc:
             passages, failures = request_passages(state["knowledge"]), [str(exc)]
+        # This turn's tool results are evidence too, cited with the tool's name as source.
+        passages += [
+            Passage(id=f"p{len(passages) + i}", text=text, source=name)
+            for i, (name, text) in enumerate(tool_results(state["history"]), 1)
+        ]
         return {
             "knowledge": [p.text for p in passages],
             "evidence": [p.model_dump() for p in passages],
@@ -367,11 +399,24 @@ def make_draft(models: Models, base: RefinerConfig) -> Node:
             prefetch_route(cfg, state["history"], persona)  # embeds while the draft is written
         try:
             model = models.for_role("responder", cfg)
-            text = await by_deadline(
-                write_draft(model, state["history"], persona, state["knowledge"]), state, cfg
+            request = state["request"]
+            text, calls = await by_deadline(
+                draft_turn(
+                    model,
+                    state["history"],
+                    persona,
+                    own_passages(state),
+                    tools=request.get("tools"),
+                    tool_choice=request.get("tool_choice"),
+                    parallel_tool_calls=request.get("parallel_tool_calls"),
+                ),
+                state,
+                cfg,
             )
         except Exception as exc:
             raise RefineError(f"no draft could be written: {exc}", step="draft", cause=exc) from exc
+        if calls:  # a tool call: nothing to refine, it goes back as it is
+            return {**learned, "draft": text, "reply": text, "tool_calls": calls}
         if not text:
             raise RefineError("the responding model returned an empty reply", step="draft")
         try:
@@ -391,6 +436,7 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
             reasons = {a: "planner=all checks every configured aspect" for a in aspects}
             return {"plan": Plan(aspects=aspects, reasons=reasons, source="all").model_dump()}
         route = None
+        loading: list[dict[str, str]] = []
         if cfg.planner in ("router", "hybrid"):
             persona = [*state["persona"], *attribute_facts(state.get("attributes") or {})]
             try:
@@ -439,7 +485,6 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
 
     return plan
 
-        loading: list[dict[str, str]] = []
 
 async def finalize(state: TurnState) -> dict[str, Any]:
     """The reply joins the thread's history; the turn is complete.
@@ -449,4 +494,7 @@ async def finalize(state: TurnState) -> dict[str, Any]:
     reply = state.get("reply") or state["draft"]
     if not state.get("streamed"):
         get_stream_writer()({"token": reply})
-    return {"reply": reply, "history": [*state["history"], {"role": "assistant", "content": reply}]}
+    said: dict[str, Any] = {"role": "assistant", "content": reply}
+    if state.get("tool_calls"):
+        said["tool_calls"] = state["tool_calls"]
+    return {"reply": reply, "history": [*state["history"], said]}

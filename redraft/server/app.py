@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import structlog
 import uvicorn
@@ -21,23 +21,30 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from redraft.config import RefinerConfig, ServerConfig
+from redraft.config import RefinerConfig, Role, ServerConfig
 from redraft.errors import RefineError
+from redraft.llm import _is_langchain_provider
 from redraft.log import configure_logging
 from redraft.refiner import RefineEvent, Refiner, ReplyText, ReplyToken, TurnDone
+from redraft.server.access import AccessLog
 from redraft.server.auth import make_authenticate, user_for
 from redraft.server.errors import ApiError, error_body, install_error_handlers, invalid_request
 from redraft.server.limits import TurnSlots, read_json_body
 from redraft.server.metrics import Metrics
 from redraft.server.openai_api import (
+    COMPLETIONS_ROUTE,
     REDRAFT_MODEL,
     SSE_DONE,
     ChatCompletionRequest,
     ChunkWriter,
     assistant_text,
     completion,
+    finish_reason,
+    package_version,
+    publish_schemas,
     redraft_object,
     sse,
+    tool_call_deltas,
 )
 from redraft.state import RefineRequest
 
@@ -158,8 +165,13 @@ def create_app(
             await refiner.aclose()
 
     app = FastAPI(
-        title="redraft", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+        title="redraft",
+        version=package_version(),
+        summary="Refines chatbot replies before the user sees them; OpenAI-compatible.",
+        lifespan=lifespan,
     )
+    publish_schemas(app)
+    app.add_middleware(AccessLog)
     install_error_handlers(app, lambda status: metrics.errors.labels(str(status)).inc())
 
     @app.get("/healthz")
@@ -197,7 +209,7 @@ def create_app(
             ],
         }
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, **COMPLETIONS_ROUTE)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         caller = authenticate(request)
         body = await read_json_body(request, server.max_body_bytes)
@@ -283,7 +295,10 @@ async def _chunks(
                     yield writer.delta({"content": rest})
                 if text.sent != reply:
                     log.warning("stream.diverged", reason="a streamed rewrite was abandoned")
-                yield writer.delta({}, "stop", redraft=redraft_object(event.result))
+                for delta in tool_call_deltas(event.result):
+                    yield writer.delta(delta)
+                reason = finish_reason(event.result)
+                yield writer.delta({}, reason, redraft=redraft_object(event.result))
                 if include_usage:
                     yield writer.usage(event.result)
         yield SSE_DONE
@@ -324,6 +339,9 @@ def serve(
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    if (missing := missing_provider(config)) is not None:
+        sock.close()
+        raise ValueError(missing)  # every turn would fail: say what to set, and do not start
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     if server.workers == 1:
@@ -344,11 +362,26 @@ def serve(
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         timeout_graceful_shutdown=5,
         log_level="info",
+        access_log=False,  # AccessLog writes the one line per request, with ms and request id
     )
     if server.workers == 1:
         uvicorn.Server(settings).run(sockets=[sock])
     else:
         Multiprocess(settings, sockets=[sock]).run()
+
+
+def missing_provider(config: RefinerConfig) -> str | None:
+    """What to set when a role's model needs an OpenAI-compatible provider and none is
+    configured (a `provider:model` name brings its own)."""
+    key = config.api_key.get_secret_value().strip() if config.api_key else ""
+    if key or config.base_url:
+        return None
+    if all(_is_langchain_provider(config.model_for(role)) for role in get_args(Role)):
+        return None
+    return (
+        "no model provider configured: set OPENAI_API_KEY for OpenAI, or OPENAI_BASE_URL for an "
+        "OpenAI-compatible server (Ollama, vLLM, llama.cpp); `redraft demo` runs offline"
+    )
 
 
 def app_from_environment() -> FastAPI:
