@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 from redraft.agents.prompting import agent_system, blocks, chat_turns, user_message
-from redraft.llm import agent_config
+from redraft.llm import call_message
+from redraft.prompt_budget import Prompt, Trim
 
 AGENT = "responder"
 
@@ -56,17 +57,19 @@ async def draft_turn(
     """The draft's text, and its tool calls (OpenAI wire form) when it calls the client's tools."""
     operator = [m["content"] for m in history if m["role"] in ("system", "developer")]
 
-    context = user_message(
-        blocks("instructions", "instruction", operator, "i") + "\n" + OPERATOR_NOTE
-        if operator
-        else "",
-        blocks("persona", "fact", persona, "f") if persona else "",
-        blocks("knowledge", "passage", knowledge, "p") if knowledge else "",
-    )
-    messages = [agent_system(AGENT, SYSTEM)]
-    if context.content:
-        messages.append(context)
-    messages.extend(chat_turns(history))
+    def build(trim: Trim) -> list[BaseMessage]:
+        context = user_message(
+            blocks("instructions", "instruction", operator, "i") + "\n" + OPERATOR_NOTE
+            if operator
+            else "",
+            blocks("persona", "fact", trim.persona(persona), "f") if persona else "",
+            blocks("knowledge", "passage", trim.passages(knowledge), "p") if knowledge else "",
+        )
+        messages: list[BaseMessage] = [agent_system(AGENT, SYSTEM)]
+        if context.content:
+            messages.append(context)
+        messages.extend(chat_turns(trim.history(history)))
+        return messages
 
     runnable: Any = model
     if tools:
@@ -76,7 +79,8 @@ async def draft_turn(
         if parallel_tool_calls is not None:  # only models that know it get it
             options["parallel_tool_calls"] = parallel_tool_calls
         runnable = model.bind_tools(list(tools), **options)
-    message = await runnable.ainvoke(messages, config=agent_config(AGENT))
+    prompt = Prompt(build, history=len(history), passages=len(knowledge), persona=len(persona))
+    message = await call_message(model, prompt, agent=AGENT, runnable=runnable)
     return str(message.text).strip(), wire_tool_calls(message)
 
 

@@ -21,6 +21,7 @@ from redraft.agents import CRITICS
 from redraft.agents.critic import run_critic
 from redraft.agents.editor import merge_critiques, resolve_conflicts
 from redraft.agents.factuality import cited_passages
+from redraft.agents.safety import GENERIC_CAUTION, with_caution
 from redraft.config import RefinerConfig
 from redraft.graphs.baselines import make_self_refine
 from redraft.graphs.deadline import MERGE_SHARE, by_deadline, time_left
@@ -121,9 +122,15 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         except Exception as exc:
             if stream:
                 stream.reset()
-            # The best reply so far stands.
+            # The best reply so far stands; a safety revision still reaches it (below).
             failed = [degraded("merge", exc)]
-            return {"pending": [], "degraded": failed, **left_out, **cite(corrected=False)}
+            return {
+                "pending": [],
+                "degraded": failed,
+                **left_out,
+                **cite(corrected=False),
+                **cautioned(state, to_apply, left_out["changes"]),
+            }
         reply = edited.reply.strip() or state["reply"]
         if stream and stream.sent != reply:
             stream.reset()
@@ -137,6 +144,19 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         }
 
     return merge
+
+
+def cautioned(state: TurnState, to_apply: list[Critique], changes: list[dict]) -> dict[str, Any]:
+    """When the rewrite failed but the safety critic asked for one on a sensitive turn, the
+    reply still gets a caution: a sensitive turn never ships the draft as it was. A turn is
+    sensitive when the plan says so or the safety critic itself judged it (its own revise;
+    the cautious fallback of a failed check alone is not a judgement)."""
+    safety = next((c for c in to_apply if c.aspect == "safety"), None)
+    plan = state.get("plan") or {}
+    if safety is None or not (plan.get("sensitive") or GENERIC_CAUTION not in safety.issues):
+        return {}
+    change = Change(aspect="safety", change="added a caution: the rewrite failed")
+    return {"reply": with_caution(state["reply"]), "changes": [*changes, change.model_dump()]}
 
 
 STREAM_REPLY = "redraft_stream_reply"
