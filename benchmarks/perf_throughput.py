@@ -35,27 +35,31 @@ from benchmarks.perf_common import (
     turn_text,
 )
 from benchmarks.perf_provider import RemoteProvider
-from benchmarks.server import cpu_s, redraft_serve
+from benchmarks.server import cpu_s, process_tree, redraft_serve
 
 TURNS_PER_THREAD = 5
 CLIENT_TIMEOUT_S = 120.0
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process now (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and its worker processes now (Linux /proc)."""
+    total = 0.0
+    for one in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def cpu_wait_s(pid: int) -> float:
-    """Seconds the process's threads have been runnable but not running (Linux schedstat):
-    time the machine's other work took from it."""
+    """Seconds the threads of the process and its workers have been runnable but not running
+    (Linux schedstat): time the machine's other work took from them."""
     total = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            total += int(stat.read_text().split()[1])
+    for one in process_tree(pid):
+        for stat in Path(f"/proc/{one}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int(stat.read_text().split()[1])
     return total / 1e9
 
 
@@ -174,7 +178,9 @@ def measure(
     duration_s: float,
     latency_s: float,
     planner: str,
+    workers: int = 1,
 ) -> dict[str, Any]:
+    """`workers`: `redraft serve --workers` (its CPU and memory are the processes' sum)."""
     provider.configure(latency_s=latency_s, tokens_per_s=None)
     script_turn(provider, ASPECTS)
     prefixes = ("REDRAFT_", "OPENAI_", "LANGSMITH_", "LANGCHAIN_")  # none of this shell's
@@ -192,10 +198,10 @@ def measure(
     )
     home.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with redraft_serve(env, home / "serve.log") as (url, pid):
-        asyncio.run(warm_up(url))
+    with redraft_serve(env, home / "serve.log", workers) as (url, pid):
+        asyncio.run(warm_up(url, 3 * workers))
         rows = [asyncio.run(level(url, pid, c, duration_s)) for c in levels]
-        peak_mb = _vm_hwm_mb(pid)
+        peak_mb = round(sum(filter(None, (_vm_hwm_mb(one) for one in process_tree(pid)))), 1)
     single = next((r for r in rows if r["conversations"] == 1), None)
     for row in rows:
         if single and single["latency_ms"].get("p50") and row["latency_ms"].get("p99"):
@@ -205,6 +211,7 @@ def measure(
     return {
         "latency_ms_per_call": latency_s * 1000,
         "planner": planner,
+        "workers": workers,
         "duration_s_per_level": duration_s,
         "server_peak_rss_mb": peak_mb,
         "seconds": round(time.perf_counter() - started, 1),

@@ -66,16 +66,33 @@ def environment(provider: FakeProvider, home: Path) -> dict[str, str]:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its live child processes (`serve --workers`)
+    so far (Linux /proc)."""
+    total = 0.0
+    for one in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (Linux /proc)."""
+    found, queue = [], [pid]
+    while queue:
+        one = queue.pop()
+        found.append(one)
+        for task in Path(f"/proc/{one}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                queue.extend(int(child) for child in task.read_text().split())
+    return found
 
 
 @contextlib.contextmanager
-def redraft_serve(env: dict[str, str], log: Path):
+def redraft_serve(env: dict[str, str], log: Path, workers: int = 1):
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "redraft.cli", "serve", "--port", "0"],
+            [sys.executable, "-m", "redraft.cli", "serve", "--port", "0", "--workers", str(workers)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=output,
@@ -84,11 +101,13 @@ def redraft_serve(env: dict[str, str], log: Path):
     try:
         url = process.stdout.readline().split()[-1]
         threading.Thread(target=process.stdout.read, daemon=True).start()  # keep draining
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        # Ready: preloaded (the embedding model, the router). With several workers a probe
+        # reaches any of them, so every one must have said so a few times in a row.
+        deadline, in_a_row = time.monotonic() + 180, 0
+        while time.monotonic() < deadline and in_a_row < 10:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
+                ready = httpx.get(f"{url}/readyz").status_code == 200
+                in_a_row = in_a_row + 1 if ready else 0
             time.sleep(0.1)
         yield url, process.pid
     finally:
