@@ -67,6 +67,11 @@ def _chunks(old: list[str], new: list[str]) -> list[list[str]]:
 
 
 def diff_view(result: RefineResult) -> RenderableType:
+    if result.question is not None:
+        return Text("Asked: the draft is held back until the user answers.", style="yellow")
+    if result.tool_calls:
+        calls = ", ".join(c.function.name for c in result.tool_calls)
+        return Text(f"Tool call ({calls}): returned as drafted, nothing to refine.", style="dim")
     if not result.changed:
         return Text("No change: the draft is the reply.", style="dim")
     return Panel(

@@ -232,3 +232,26 @@ def test_default_config_keeps_threads_in_memory_and_logs_quiet(no_provider, monk
 
     monkeypatch.setenv("REDRAFT_LOG_LEVEL", "DEBUG")
     assert default_config().log_level == "DEBUG"
+
+
+def test_a_question_turn_says_asked_not_no_change(chat, model):
+    model.script("responder", "Here is a generic plan.")
+    model.script("planner", {"steps": [{"aspect": "safety", "reason": "Money trouble."}]})
+    model.script(
+        "safety",
+        {
+            "verdict": "ask",
+            "issues": [],
+            "confidence": 0.9,
+            "evidence": [],
+            "domain": "Career",
+            "risk": "high",
+            "completeness": 1,
+            "ask_attribute": "Emotional State",
+            "question": "How are you feeling right now?",
+        },
+    )
+    session = chat("I lost my job today and can't pay rent. What should I do?")
+    assert "How are you feeling right now?" in session.text
+    assert "Asked" in session.text
+    assert "No change" not in session.text
