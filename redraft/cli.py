@@ -14,18 +14,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from redraft.parsing import JSONLimitError, parse_json, printable
+from redraft.request_limits import field_errors
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each offending field, e.g. `messages.0.role: Input should be ...`."""
-    parts = []
-    for item in error.errors():
-        # a field name comes from the input: one that is not plain text is shown quoted
-        where = ".".join(p if str(p).isprintable() else repr(p) for p in map(str, item["loc"]))
-        parts.append(f"{where or 'request'}: {item['msg']}")
+    """One line naming each offending field, e.g. `messages.0.role: Input should be ...`
+    (the first few: see `field_errors`)."""
+    shown, total = field_errors(error)
+    parts = [f"{where or 'request'}: {message}" for where, message, _ in shown]
+    if total > len(shown):
+        parts.append(f"and {total - len(shown)} more")
     return "; ".join(parts)
 
 

@@ -264,6 +264,9 @@ class RefinerConfig(BaseSettings):
     max_persona_file_bytes: int = Field(
         1_000_000, ge=1, description="Largest persona file `redraft persona import` reads."
     )
+    max_persona_file_bytes: int = Field(
+        1_000_000, ge=1, description="Largest persona file `redraft persona import` reads."
+    )
 
     @field_validator("critics", mode="before")
     @classmethod

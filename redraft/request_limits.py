@@ -11,6 +11,8 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 DEFAULTS: dict[str, int] = {
     "max_persona_facts": 200,
     "max_fact_chars": 2_000,
@@ -95,3 +97,28 @@ def bounded(on_delta: Callable[[str], None], max_chars: int | None) -> Callable[
             on_delta(delta)
 
     return send
+
+
+MAX_ERRORS_SHOWN = 5
+"""Validation errors named in one message: 100,000 empty messages are one error repeated, and
+listing them all made a 6.4 MB error body."""
+MAX_NAME_CHARS = 40
+
+
+def field_errors(
+    error: ValidationError, rename: Mapping[str, str] | None = None
+) -> tuple[list[tuple[str, str, str]], int]:
+    """The first MAX_ERRORS_SHOWN errors as (field, message, pydantic type), and how many
+    there are in all. A field name comes from the input: it is cut to MAX_NAME_CHARS, and one
+    that is not plain text is shown quoted."""
+    rename = rename or {}
+    shown = []
+    for item in error.errors()[:MAX_ERRORS_SHOWN]:
+        parts = []
+        for part in map(str, item["loc"]):
+            part = rename.get(part, part)
+            if len(part) > MAX_NAME_CHARS:
+                part = part[:MAX_NAME_CHARS] + "…"
+            parts.append(part if part.isprintable() else repr(part))
+        shown.append((".".join(parts), item["msg"], item["type"]))
+    return shown, error.error_count()

@@ -265,3 +265,30 @@ def test_the_persona_commands_refuse_such_a_user_id(capsys):
     err = capsys.readouterr().err
     assert "\x1b" not in err
     assert err == "redraft: the user id must not contain control characters (U+001B at position 3)\n"
+
+
+# ── item 5: error bodies of bounded size ─────────────────────────────────────────────
+
+
+def test_100k_bad_messages_give_a_small_error_body(app_client):
+    body = {"model": "m", "messages": [{"role": "user", "content": ""}] * 100_000}
+    response = post(app_client(max_messages=200_000), body)
+    assert response.status_code == 400
+    assert len(response.content) < 2_000
+    error = response.json()["error"]
+    assert error["param"].startswith("messages.0")
+    assert error["message"].endswith("; and 99995 more")
+
+
+def test_long_field_names_are_cut_in_errors(app_client):
+    response = post(app_client(), chat(**{"x" * 10_000: 1}))
+    assert response.status_code == 400 and len(response.content) < 1_000
+    assert "x" * 40 + "…: unrecognized request argument" in response.json()["error"]["message"]
+
+
+def test_the_cli_error_for_100k_bad_messages_is_one_short_line():
+    from tests.test_bad_input import run_cli
+
+    stdin = json.dumps({"messages": [{"role": "user", "content": ""}] * 100_000})
+    done = run_cli("refine", stdin=stdin)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and len(done.stderr) < 1_000

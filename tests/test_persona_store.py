@@ -224,3 +224,79 @@ def test_repeats_unknown_targets_and_ignores():
         "The user lives in Oslo.",
     ]
     assert (result.added, result.superseded, result.ignored) == (2, 1, 2)
+
+
+# ── persona files that are huge, special or someone else's (issue 18) ────────────────
+
+
+def persona_import(path) -> tuple[int, str, float]:
+    """`redraft persona import --user ana PATH` in-process: exit code, stderr, seconds."""
+    import contextlib
+    import io
+    import time
+
+    from redraft.cli import main
+
+    err = io.StringIO()
+    started = time.monotonic()
+    with contextlib.redirect_stderr(err):
+        code = main(["persona", "import", "--user", "ana", str(path)])
+    return code, err.getvalue(), time.monotonic() - started
+
+
+def test_a_60_mb_persona_file_is_refused_quickly_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    with path.open("w") as file:
+        file.write("facts:\n")
+        line = "  - I like tea and long walks by the sea.\n"
+        file.write(line * (60_000_000 // len(line)))
+    code, err, seconds = persona_import(path)
+    assert code == 2 and seconds < 2, (code, seconds)
+    assert err == f"redraft: {path}: larger than 1000000 bytes (REDRAFT_MAX_PERSONA_FILE_BYTES)\n"
+
+
+def test_the_persona_file_limit_is_configurable(tmp_path, monkeypatch):
+    path = tmp_path / "small.yaml"
+    path.write_text("facts: [I like tea, I live in Porto]\n")
+    monkeypatch.setenv("REDRAFT_MAX_PERSONA_FILE_BYTES", "10")
+    code, err, _ = persona_import(path)
+    assert code == 2 and "larger than 10 bytes" in err
+
+
+def test_a_persona_file_linked_to_a_system_file_does_not_echo_its_lines(tmp_path):
+    system = tmp_path / "shadow"
+    system.write_text("".join(f"account{i}: $6$SECRETHASH{i}$abcdefgh\n" for i in range(40)))
+    link = tmp_path / "persona.yaml"
+    link.symlink_to(system)
+    code, err, _ = persona_import(link)
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400
+    assert "SECRETHASH" not in err
+    assert sum(f"account{i}" in err for i in range(40)) <= 5 and "and 35 more" in err
+
+
+def test_yaml_problems_are_quoted_short_and_escaped(tmp_path):
+    path = tmp_path / "bad\x1b[2J.yaml"
+    path.write_text("facts: *" + "x\x1b" * 5)
+    code, err, _ = persona_import(path)
+    assert code == 2 and "\x1b" not in err and "bad\\x1b[2J.yaml" in err
+
+
+def test_a_fifo_or_device_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "persona.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        code, err, seconds = persona_import(path)
+        assert code == 2 and seconds < 2 and err.endswith(": not a regular file\n")
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    path = tmp_path / "laughs.yaml"
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 9):
+        lines.append(f"{'abcdefghi'[i]}: &{'abcdefghi'[i]} [" + ", ".join([f"*{'abcdefghi'[i - 1]}"] * 9) + "]")
+    lines.append("facts: *i")
+    path.write_text("\n".join(lines) + "\n")
+    code, err, seconds = persona_import(path)
+    assert code == 2 and seconds < 2 and "YAML aliases (*name) are not accepted" in err

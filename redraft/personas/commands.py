@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -17,6 +16,7 @@ from redraft.personas.files import (
     persona_yaml,
     read_persona_file,
 )
+from redraft.parsing import printable
 from redraft.personas.recall import ANONYMOUS_USER
 from redraft.request_limits import check_identifier
 
@@ -44,11 +44,11 @@ def run_persona_command(args: argparse.Namespace) -> int:
                 EXIT_BAD_INPUT,
             )
         try:
-            persona = read_persona_file(args.file)
+            persona = read_persona_file(args.file, config.max_persona_file_bytes)
         except PersonaFileError as exc:
             return fail(str(exc), EXIT_BAD_INPUT)
         except RecursionError:  # the YAML parser recurses once per level of nesting
-            return fail(f"{Path(args.file)}: invalid YAML: nested too deeply", EXIT_BAD_INPUT)
+            return fail(f"{printable(args.file)}: invalid YAML: nested too deeply", EXIT_BAD_INPUT)
     try:
         print(asyncio.run(_run(config, args.persona_command, user_id, persona)), end="")
     except Exception as exc:

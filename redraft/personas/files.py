@@ -8,6 +8,8 @@ An export is a valid import.
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from redraft.parsing import excerpt, printable
 from redraft.personas.model import (
     MAX_TEXT_CHARS,
     Attribute,
@@ -87,28 +90,60 @@ class PersonaFile(_Strict):
         return value
 
 
-def read_persona_file(path: str | Path) -> PersonaFile:
-    """Parse and validate a persona file; raises PersonaFileError naming the file and field."""
+MAX_FILE_BYTES = 1_000_000
+"""Largest persona file read (`REDRAFT_MAX_PERSONA_FILE_BYTES`): far above any real persona,
+checked before a byte is parsed."""
+
+
+def read_persona_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> PersonaFile:
+    """Parse and validate a persona file; raises PersonaFileError naming the file and field.
+
+    Refused before parsing: anything but a regular file (a FIFO would block, `/dev/zero`
+    never ends), and a file over `max_bytes`. YAML aliases are refused too: a few hundred
+    bytes of nested aliases expand to billions of items. Errors quote at most a short,
+    escaped excerpt of the file, so a link to a system file does not echo its lines.
+    """
     from redraft.cli import describe_validation_error
 
     path = Path(path)
+    shown = printable(str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = _read_bounded(path, max_bytes)
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise PersonaFileError(f"{shown}: YAML aliases (*name) are not accepted")
+        data = yaml.safe_load(text)
     except OSError as exc:
-        raise PersonaFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise PersonaFileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise PersonaFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        raise PersonaFileError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or exc
-        raise PersonaFileError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise PersonaFileError(f"{shown}: invalid YAML{where}: {excerpt(str(problem), 80)}") from None
     if not isinstance(data, dict):
-        raise PersonaFileError(f"{path}: a persona file must be a mapping (name, style, facts…)")
+        raise PersonaFileError(f"{shown}: a persona file must be a mapping (name, style, facts…)")
     try:
         return PersonaFile.model_validate(data)
     except ValidationError as exc:
-        raise PersonaFileError(f"{path}: {describe_validation_error(exc)}") from None
+        raise PersonaFileError(f"{shown}: {describe_validation_error(exc)}") from None
+
+
+def _read_bounded(path: Path, max_bytes: int) -> str:
+    # Checked before opening (opening a FIFO blocks) and on the open file (it may have changed).
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise PersonaFileError(f"{printable(str(path))}: not a regular file")
+    with path.open("rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise PersonaFileError(f"{printable(str(path))}: not a regular file")
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PersonaFileError(
+            f"{printable(str(path))}: larger than {max_bytes} bytes "
+            "(REDRAFT_MAX_PERSONA_FILE_BYTES)"
+        )
+    return data.decode("utf-8")
 
 
 async def import_persona(personas: PersonaStore, user_id: str, persona: PersonaFile) -> dict:

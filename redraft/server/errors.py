@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from redraft.request_limits import field_errors
+
 log = structlog.get_logger("redraft.server")
 
 # status → (type, code) as OpenAI names them
@@ -68,21 +70,20 @@ def api_error_response(exc: ApiError) -> JSONResponse:
 
 
 def invalid_request(error: ValidationError, rename: dict[str, str] | None = None) -> ApiError:
-    """A 400 naming every offending field (`messages.0.role: Input should be ...`).
+    """A 400 naming the offending fields (`messages.0.role: Input should be ...`).
 
-    `rename` maps internal field names to the request's (e.g. `user_id` → `user`).
+    `rename` maps internal field names to the request's (e.g. `user_id` → `user`). At most
+    MAX_ERRORS_SHOWN are named, so the error body stays small whatever the request.
     """
-    rename = rename or {}
-    parts, params = [], []
-    for item in error.errors():
-        loc = [rename.get(str(p), str(p)) for p in item["loc"]]
-        where = ".".join(loc)
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unrecognized request argument"
-        parts.append(f"{where or 'request'}: {message}")
-        params.append(where)
-    return ApiError(400, "; ".join(parts), param=params[0] or None)
+    shown, total = field_errors(error, rename)
+    parts = [
+        f"{where or 'request'}: "
+        + ("unrecognized request argument" if kind == "extra_forbidden" else message)
+        for where, message, kind in shown
+    ]
+    if total > len(shown):
+        parts.append(f"and {total - len(shown)} more")
+    return ApiError(400, "; ".join(parts), param=shown[0][0] or None)
 
 
 def install_error_handlers(app: FastAPI, on_error: Callable[[int], Any]) -> None:
