@@ -113,8 +113,12 @@ async def test_safety_question_interrupts_and_the_answer_resumes(client, upstrea
     (pending,) = paused["__interrupt__"]
     assert pending["value"]["question"] == "How are you feeling right now?"
     assert upstream.calls_for("editor") == []
+    # the reply is the question, as in the Python API; the draft is held back
+    assert paused["reply"] == "How are you feeling right now?"
+    assert paused["draft"] == "Here is a generic plan."
     state = await client.threads.get_state(thread["thread_id"])
     assert state["next"]  # the turn is paused, not finished
+    assert state["values"]["reply"] == "How are you feeling right now?"
     done = await client.runs.wait(
         thread["thread_id"], "redraft", command={"resume": "Honestly, very anxious."}
     )

@@ -77,7 +77,8 @@ def timed(name: str, node: Node) -> Node:
         ms = (time.perf_counter() - started) * 1000
         update = dict(update or {})
         update["timings"] = {**update.get("timings", {}), name: ms}
-        if log.is_enabled_for(logging.DEBUG):
+        # LangGraph Server's structlog loggers have no `is_enabled_for`: they filter themselves.
+        if getattr(log, "is_enabled_for", lambda _: True)(logging.DEBUG):
             tracker = current_tracker()
             tokens = tracker.tokens_by_node.get(name, 0) if tracker else None
             log.debug("node", node=name, ms=round(ms, 2), tokens=tokens, **_log_fields(update))

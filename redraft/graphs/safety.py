@@ -40,8 +40,12 @@ def safety_outcome(critiques: Iterable[Critique], cfg: RefinerConfig) -> dict[st
         return {"reply": block_reply(blocking, cfg), "blocked": True}
     asking = next((c for c in critiques if c.verdict == "ask" and c.safety), None)
     if asking is not None:
+        question = asking.safety.question
+        # The question is the reply while the turn waits (a paused thread's state shows it);
+        # the answer makes the draft be written again.
         return {
-            "ask": {"attribute": asking.safety.ask_attribute, "question": asking.safety.question}
+            "ask": {"attribute": asking.safety.ask_attribute, "question": question},
+            "reply": question,
         }
     return None
 
