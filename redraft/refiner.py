@@ -30,6 +30,7 @@ from redraft.log import configure_logging, text_fields
 from redraft.personas.learning import learn_from_edit, learn_from_turn
 from redraft.personas.model import EditPreference, normalise
 from redraft.personas.recall import remembers
+from redraft.personas.scrub import secure_delete, truncate_wal
 from redraft.personas.store import OPEN_TIMEOUT_S, PersonaStore, open_store
 from redraft.personas.worker import MemoryWorker
 from redraft.request_limits import REQUEST_LIMITS
@@ -220,9 +221,11 @@ class Refiner:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         self.config.home.mkdir(parents=True, exist_ok=True)
-        return await self._exit_stack.enter_async_context(
+        saver = await self._exit_stack.enter_async_context(
             AsyncSqliteSaver.from_conn_string(str(self.config.sqlite_path))
         )
+        await secure_delete(saver.conn)
+        return saver
 
     # ── turns ───────────────────────────────────────────────────────────────────────────
 
@@ -554,6 +557,8 @@ class Refiner:
             return await personas.forget(user_id)
 
         counts = await self._memory.run(user_id, erase, "forget")
+        # The deleted text must not stay in a SQLite WAL until the server stops.
+        await truncate_wal(self._checkpointer, personas.store)
         log.info("memory.forgot", user_id=user_id, **counts)
         return counts
 
