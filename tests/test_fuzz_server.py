@@ -1,10 +1,9 @@
 """schemathesis against `redraft serve`: no 5xx, no crash, errors that name the field.
 
-The server publishes no OpenAPI document (its handlers read the body themselves), so the one
-used here is built from the models the server validates with — `ChatCompletionRequest` and the
-`RefineRequest` fields it passes on — and stays true as they change. Requests valid by that
-schema and requests that violate it (schemathesis' negative mode) go over HTTP to a real
-`redraft serve` whose upstream is a FakeProvider.
+The request schema is the one the server publishes at /openapi.json (generated from the
+models it validates with), tightened below where validators check more than the schema says.
+Requests valid by it and requests that violate it (schemathesis' negative mode) go over HTTP to a
+real `redraft serve` whose upstream is a FakeProvider.
 """
 
 from __future__ import annotations
@@ -17,24 +16,18 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from redraft.server.openai_api import ChatCompletionRequest
-from redraft.state import RefineRequest
+from redraft.config import RefinerConfig
+from redraft.server import create_app
 from redraft.testing import FakeProvider
 from tests.servers import redraft_serve, server_env
 
-REFS = "#/components/schemas/{model}"
-PASSED_ON = ("thread_id", "persona", "knowledge", "draft")
-
 
 def openapi_document() -> dict:
-    chat = ChatCompletionRequest.model_json_schema(ref_template=REFS)
-    refine = RefineRequest.model_json_schema(ref_template=REFS)
+    published = create_app(RefinerConfig(base_url="http://127.0.0.1:9/v1")).openapi()
+    chat = published["components"]["schemas"]["ChatCompletionRequest"]
     body = {
         "type": "object",
-        "properties": {
-            **chat["properties"],
-            **{name: refine["properties"][name] for name in PASSED_ON},
-        },
+        "properties": dict(chat["properties"]),
         "required": chat["required"],
         "additionalProperties": False,
     }
@@ -104,7 +97,7 @@ def openapi_document() -> dict:
             "/v1/models": {"get": {"responses": {"200": {"description": "the models"}}}},
             "/healthz": {"get": {"responses": {"200": {"description": "up"}}}},
         },
-        "components": {"schemas": {**chat.get("$defs", {}), **refine.get("$defs", {})}},
+        "components": {"schemas": published["components"]["schemas"]},
     }
 
 

@@ -4,7 +4,11 @@ rest of the request surface: content parts, fields redraft cannot honour, the pu
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import subprocess
+import sys
+import time
 
 import httpx
 import openai
@@ -12,7 +16,7 @@ import pytest
 
 from redraft.testing import FakeProvider, ToolCall
 from tests.conftest import PASS, plan, revise, user
-from tests.servers import redraft_serve
+from tests.servers import redraft_serve, server_env
 from tests.test_server import serve_env
 
 WEATHER = {
@@ -43,11 +47,17 @@ def _fresh_upstream(upstream):
 
 
 @pytest.fixture(scope="module")
-def server(upstream, tmp_path_factory):
+def served(upstream, tmp_path_factory):
+    """The server's URL and its log file (stderr)."""
     tmp = tmp_path_factory.mktemp("serve-tools")
     env = serve_env(upstream, tmp / "home", REDRAFT_MEMORY="false")
     with redraft_serve(env, tmp / "serve.log") as url:
-        yield url
+        yield url, tmp / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 @pytest.fixture
@@ -198,3 +208,62 @@ def test_the_published_schema_lists_the_completions_route(server):
     response = route["responses"]["200"]["content"]["application/json"]["schema"]
     assert "redraft" in schemas[response["$ref"].split("/")[-1]]["properties"]
     assert httpx.get(f"{server}/docs").status_code == 200
+
+
+# ── server ergonomics ─────────────────────────────────────────────────────────────────────
+
+
+def access_lines(log) -> list[dict]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "request"]
+
+
+def test_one_access_log_line_per_request_without_user_text(served, upstream):
+    url, log = served
+    secret = "my private question about the weather in Paris"
+    answer = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "m", "messages": [user(secret)]},
+        headers={"X-Request-ID": "req-42"},
+        timeout=30,
+    )
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "req-42"
+    refused = httpx.post(f"{url}/v1/chat/completions", json={"model": "m"}, timeout=30)
+    assert refused.status_code == 400
+    generated = refused.headers["x-request-id"]
+    deadline = time.monotonic() + 10  # the line is written as the response ends
+    while generated not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = access_lines(log)
+    (ok,) = [line for line in lines if line["request_id"] == "req-42"]
+    assert (ok["method"], ok["path"], ok["status"]) == ("POST", "/v1/chat/completions", 200)
+    assert ok["ms"] > 0
+    (bad,) = [line for line in lines if line["request_id"] == generated]
+    assert bad["status"] == 400
+    assert secret not in log.read_text()  # no user text at the default log level
+    assert "uvicorn.access" not in log.read_text() and '" 200' not in log.read_text()
+
+
+def test_version():
+    done = subprocess.run(
+        [sys.executable, "-m", "redraft.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"redraft {importlib.metadata.version('redraft')}"
+
+
+def test_serve_without_a_provider_refuses_to_start_saying_what_to_set(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "redraft.cli", "serve", "--port", "0"],
+        env=server_env(REDRAFT_HOME=str(tmp_path), OPENAI_API_KEY=""),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "OPENAI_API_KEY" in line and "OPENAI_BASE_URL" in line
+    assert "serving" not in done.stdout
