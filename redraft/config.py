@@ -342,6 +342,24 @@ class ServerConfig(BaseSettings):
     workers: int = Field(
         1, ge=1, le=64, description="Server processes sharing the port (`serve --workers`)."
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a request's headers within this (of opening, or "
+        "of the previous response); else it gets 408 and is closed.",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request's body must arrive within this of its headers; else the "
+        "connection is closed.",
+    )
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="Open connections one process keeps; past it a new one gets 503 and is "
+        "closed. Kept 128 below `ulimit -n`.",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ from redraft.refiner import RefineEvent, Refiner, ReplyText, ReplyToken, TurnDon
 from redraft.server.access import AccessLog
 from redraft.server.auth import make_authenticate, user_for
 from redraft.server.errors import ApiError, error_body, install_error_handlers, invalid_request
-from redraft.server.limits import TurnSlots, read_json_body
+from redraft.server.limits import ConnectionLimits, GuardedProtocol, TurnSlots, read_json_body
 from redraft.server.metrics import Metrics
 from redraft.server.openai_api import (
     COMPLETIONS_ROUTE,
@@ -363,7 +363,9 @@ def serve(
         timeout_graceful_shutdown=5,
         log_level="info",
         access_log=False,  # AccessLog writes the one line per request, with ms and request id
+        http=GuardedProtocol,
     )
+    settings.connection_limits = ConnectionLimits.of(server)  # read by GuardedProtocol
     if server.workers == 1:
         uvicorn.Server(settings).run(sockets=[sock])
     else:

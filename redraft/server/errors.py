@@ -26,10 +26,12 @@ _KINDS = {
     403: ("permission_error", "permission_denied"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "request_too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
     429: ("rate_limit_error", "too_many_requests"),
     502: ("server_error", "upstream_failed"),
+    503: ("server_error", "overloaded"),
     504: ("server_error", "timeout"),
 }
 
