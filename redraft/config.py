@@ -267,6 +267,25 @@ class RefinerConfig(BaseSettings):
     max_persona_file_bytes: int = Field(
         1_000_000, ge=1, description="Largest persona file `redraft persona import` reads."
     )
+    router_int8: bool = Field(
+        True,
+        description="The router encodes with an int8 copy of the local embedding model (about "
+        "half the CPU per decision; routing figures in BENCHMARKS.md).",
+    )
+    learn_routing: bool = Field(
+        False,
+        description="planner=hybrid: keep the LLM planner's decisions as labelled routing "
+        "examples in the store (numeric features and the chosen aspects, no message text) for "
+        "`redraft route train`. Opt-in.",
+    )
+    max_routing_decisions: int = Field(
+        5_000, ge=1, le=1_000_000, description="Most LLM planner decisions kept for training."
+    )
+    router_learned_file: Path | None = Field(
+        None,
+        description="The router's learned weights (`redraft route train` writes them); default "
+        "<home>/router_learned.json, used when it exists.",
+    )
 
     @field_validator("critics", mode="before")
     @classmethod

@@ -317,6 +317,9 @@ class Router:
     ) -> tuple[float, bool, Domain | None, dict[Domain, float], str]:
         intent = intents[query]
         p, why = own_sensitivity(query, intent["sensitive"])
+        if leans and not (crisis_cue(query) or distress_cue(query)):
+            # "Where should I stay?" has no topic of its own: the turn it continues decides.
+            p, why = 0.0, "a follow-up without words of distress"
         # An earlier sensitive turn carries over only while the new message continues it (it
         # leans on the dialogue or stays on that turn's topic); a crisis always does.
         carried, carried_why = 0.0, ""
@@ -488,6 +491,7 @@ def router_key(config: RefinerConfig) -> tuple[Any, ...]:
     mtime = path.stat().st_mtime_ns if path is not None and path.exists() else None
     return (
         config.embeddings,
+        config.router_int8,
         config.base_url,
         tuple(e.model_dump_json() for e in config.extra_examples),
         str(path) if path else None,
@@ -504,5 +508,15 @@ def get_router(config: RefinerConfig) -> Router:
     with _routers_lock:
         router = _routers.get(key)
         if router is None:
-            router = _routers[key] = Router(get_embeddings(config), load_examples(config))
+            router = _routers[key] = Router(router_embeddings(config), load_examples(config))
         return router
+
+
+def router_embeddings(config: RefinerConfig) -> Embeddings:
+    """The int8 local model when configured (and installed), else the config's embeddings."""
+    embeddings = get_embeddings(config)  # raises the clear error when the extra is missing
+    if config.embeddings == "local" and config.router_int8:
+        from redraft.routing.encoder import Int8LocalEmbeddings
+
+        return Int8LocalEmbeddings(threads=config.embedding_threads)
+    return embeddings
