@@ -34,6 +34,7 @@ from redraft.personas.scrub import secure_delete, truncate_wal
 from redraft.personas.store import OPEN_TIMEOUT_S, PersonaStore, open_store
 from redraft.personas.worker import MemoryWorker
 from redraft.request_limits import REQUEST_LIMITS
+from redraft.response_format import wants_json
 from redraft.state import (
     Critique,
     Degradation,
@@ -264,6 +265,8 @@ class Refiner:
         """
         settings = config or self.config
         request = self.validate(request)
+        # A JSON reply is checked before it goes out: a rewrite is not streamed as written.
+        reply_tokens = reply_tokens and not wants_json(request.response_format)
         tracker = UsageTracker()
         started = time.perf_counter()
         run_config = self._run_config(request, tracker, reply_tokens=reply_tokens)

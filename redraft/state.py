@@ -16,6 +16,7 @@ from redraft.request_limits import (
     draft_chars,
     limit,
 )
+from redraft.response_format import check_format
 
 # Merge order when critiques conflict: the earlier aspect wins.
 PRECEDENCE: tuple[str, ...] = ("safety", "factuality", "personalization", "coherence")
@@ -197,6 +198,11 @@ class RefineRequest(BaseModel):
         description="OpenAI tool definitions offered to the responding model; a draft that "
         "calls one is returned as it is.",
     )
+    response_format: dict[str, Any] | None = Field(
+        None,
+        description="OpenAI's response_format: with JSON asked for, a rewrite is kept only when "
+        "it still parses (and meets the schema); else the draft is the reply.",
+    )
     tool_choice: str | dict[str, Any] | None = Field(
         None, description='"none", "auto", "required", or {"type": "function", "function": ...}'
     )
@@ -221,6 +227,11 @@ class RefineRequest(BaseModel):
                     "with a name of letters, digits, _ . - (at most 64)"
                 )
         return tools or None
+
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_format(value)
 
     @field_validator("tool_choice")
     @classmethod

@@ -267,3 +267,23 @@ def test_serve_without_a_provider_refuses_to_start_saying_what_to_set(tmp_path):
     [line] = done.stderr.strip().splitlines()
     assert "OPENAI_API_KEY" in line and "OPENAI_BASE_URL" in line
     assert "serving" not in done.stdout
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_json_reply_is_not_broken_by_refinement(client, upstream, stream):
+    draft = json.dumps({"city": "Paris", "population": 5000000})
+    upstream.script("responder", draft)
+    upstream.script("planner", plan("factuality"))
+    upstream.script("factuality", revise("5000000", "2100000"))
+    upstream.script("editor", {"changes": [], "reply": "About 2.1 million."})
+    request = {"model": "m", "messages": [ASK], "response_format": {"type": "json_object"}}
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **request))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        (details,) = [c.model_extra["redraft"] for c in chunks if "redraft" in c.model_extra]
+    else:
+        completion = client.chat.completions.create(**request)
+        text, details = completion.choices[0].message.content, completion.model_extra["redraft"]
+    assert text == draft
+    assert [d["step"] for d in details["degraded"]] == ["response_format"]
+    assert upstream.calls_for("responder")[0].response_format == {"type": "json_object"}

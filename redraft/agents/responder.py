@@ -53,8 +53,10 @@ async def draft_turn(
     tools: Sequence[dict[str, Any]] | None = None,
     tool_choice: str | dict[str, Any] | None = None,
     parallel_tool_calls: bool | None = None,
+    response_format: dict[str, Any] | None = None,
 ) -> tuple[str, list[dict[str, Any]] | None]:
-    """The draft's text, and its tool calls (OpenAI wire form) when it calls the client's tools."""
+    """The draft's text, and its tool calls (OpenAI wire form) when it calls the client's tools.
+    A JSON `response_format` of the client's is asked of the model as it came."""
     operator = [m["content"] for m in history if m["role"] in ("system", "developer")]
 
     def build(trim: Trim) -> list[BaseMessage]:
@@ -79,6 +81,8 @@ async def draft_turn(
         if parallel_tool_calls is not None:  # only models that know it get it
             options["parallel_tool_calls"] = parallel_tool_calls
         runnable = model.bind_tools(list(tools), **options)
+    if response_format and response_format.get("type", "text") != "text":
+        runnable = runnable.bind(response_format=response_format)
     prompt = Prompt(build, history=len(history), passages=len(knowledge), persona=len(persona))
     message = await call_message(model, prompt, agent=AGENT, runnable=runnable)
     return str(message.text).strip(), wire_tool_calls(message)

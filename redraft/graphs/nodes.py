@@ -28,6 +28,7 @@ from redraft.llm import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
 from redraft.personas.store import PersonaStore, embeddings_for, question_key
 from redraft.request_limits import ReplyTooLong, check_reply
+from redraft.response_format import format_problem, wants_json
 from redraft.routing.plans import (
     hybrid_plan,
     plan_from_route,
@@ -410,6 +411,7 @@ def make_draft(models: Models, base: RefinerConfig) -> Node:
                     tools=request.get("tools"),
                     tool_choice=request.get("tool_choice"),
                     parallel_tool_calls=request.get("parallel_tool_calls"),
+                    response_format=request.get("response_format"),
                 ),
                 state,
                 cfg,
@@ -493,9 +495,19 @@ async def finalize(state: TurnState) -> dict[str, Any]:
     A reply that was not streamed while written goes to the stream whole.
     """
     reply = state.get("reply") or state["draft"]
+    kept: dict[str, Any] = {}
+    wanted = (state.get("request") or {}).get("response_format")
+    if reply != state["draft"] and wants_json(wanted):
+        # A JSON reply is never broken by refinement: the draft stands unless the rewrite fits.
+        problem = format_problem(reply, wanted)
+        if problem is not None and format_problem(state["draft"], wanted) is None:
+            reason = (
+                f"the refined reply {problem}; the draft, which meets the response_format, was kept"
+            )
+            reply, kept = state["draft"], {"degraded": [degraded("response_format", reason)]}
     if not state.get("streamed"):
         get_stream_writer()({"token": reply})
     said: dict[str, Any] = {"role": "assistant", "content": reply}
     if state.get("tool_calls"):
         said["tool_calls"] = state["tool_calls"]
-    return {"reply": reply, "history": [*state["history"], said]}
+    return {"reply": reply, "history": [*state["history"], said], **kept}

@@ -158,13 +158,6 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("only the text modality is supported")
         return value
 
-    @field_validator("response_format")
-    @classmethod
-    def _text_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "text") != "text":
-            raise ValueError("only the text response format is supported")
-        return value
-
     def refine_request(self, user_id: str | None) -> dict[str, Any]:
         """The `RefineRequest` data of this completion request."""
         extra = dict(self.model_extra or {})
@@ -189,6 +182,7 @@ PASSED_ON = (
     "persona",
     "knowledge",
     "draft",
+    "response_format",
 )
 """Request fields that are `RefineRequest` fields as they are (`draft` is passed as sent)."""
 
