@@ -41,6 +41,7 @@ from redraft.routing import Router, get_router  # noqa: E402
 from redraft.routing.router import ASPECTS  # noqa: E402
 from redraft.state import DOMAINS  # noqa: E402
 from redraft.testing import FakeProvider  # noqa: E402
+from redraft.tools import embeddings as shared_cache  # noqa: E402
 
 ROUTING_SET = HERE / "data" / "routing_set.jsonl"
 LABELLED = {
@@ -258,6 +259,8 @@ def latency(router: Router, rows: list[dict[str, Any]], passes: int) -> dict[str
     for _ in range(passes):
         for row in rows:
             router.clear_cache()
+            with shared_cache._recent_lock:  # the process-wide cache of full-precision vectors
+                shared_cache._recent.clear()
             started = time.perf_counter()
             route_case(router, row["case"])
             cold.append((time.perf_counter() - started) * 1000)
@@ -306,6 +309,111 @@ async def llm_planner_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# ── learning from the LLM planner ─────────────────────────────────────────────────────
+
+
+def planner_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Routing-set and labelled-set rows as turns with the scripted planner's decision: the
+    aspects the row is labelled with (the labelled set's `must`), safety left out (not learned)."""
+    cases = []
+    for row in rows:
+        case = row.get("case", row)
+        wanted = row["expected"].get("aspects", row["expected"].get("must", []))
+        cases.append({**case, "planner": sorted(set(wanted) - {"safety"})})
+    return cases
+
+
+def agreement(router: Router, cases: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    agree = handed = 0
+    for case in cases:
+        route = route_case(router, case)
+        agree += sorted(set(route.aspects) - {"safety"}) == case["planner"]
+        handed += route.confidence < threshold
+    n = len(cases)
+    return {
+        "agrees_with_planner": round(agree / n, 3),
+        "handed_to_planner": round(handed / n, 3),
+        "cases": n,
+    }
+
+
+async def learning_experiment(router: Router, directory: Path, ask_below: float) -> dict[str, Any]:
+    """Hybrid turns on the training part: every turn the router is unsure of (confidence below
+    `ask_below`) goes to the LLM planner over HTTP (FakeProvider, scripted with the turn's
+    labels: a stand-in for a real LLM planner) and its decision is kept with `record_decision`;
+    then `fit` and a router with the learned weights, both measured on the held-out part."""
+    from langgraph.store.memory import InMemoryStore
+
+    from redraft.routing.learning import fit, record_decision, stored_decisions, write_learned
+
+    train = planner_cases(
+        read_jsonl(LABELLED["dev"]) + [r for r in read_jsonl(ROUTING_SET) if r["id"] % 2 == 0]
+    )
+    held_out = planner_cases(
+        read_jsonl(LABELLED["heldout"]) + [r for r in read_jsonl(ROUTING_SET) if r["id"] % 2]
+    )
+    store = InMemoryStore()
+    with FakeProvider() as provider:
+        config = RefinerConfig(
+            base_url=provider.base_url, api_key="k", max_retries=0, learn_routing=True
+        )
+        model = make_chat_model(config.model_for("planner"), config)
+        for case in train:
+            route = route_case(router, case)
+            if route.confidence >= ask_below:
+                continue
+            provider.script(
+                "planner", {"steps": [{"aspect": a, "reason": "needed"} for a in case["planner"]]}
+            )
+            chosen = await plan_critics(
+                model,
+                aspects=list(ASPECTS),
+                history=case["messages"],
+                reply=case.get("draft", ""),
+                persona_count=len(case.get("persona", [])),
+                knowledge_count=len(case.get("knowledge", [])),
+                method=config.structured_output,
+            )
+            await record_decision(store, config, route.features, chosen.aspects)
+    decisions, _ = await stored_decisions(store, config)
+    learned = fit(decisions)
+    path = directory / "router_learned.json"
+    write_learned(learned, path)
+    threshold = RefinerConfig().hybrid_threshold
+    before = agreement(router, held_out, threshold)
+    trained = Router(router.embeddings, router.examples, learned)
+    after = agreement(trained, held_out, threshold)
+    return {
+        "ask_below": ask_below,
+        "training_turns": len(train),
+        "decisions_kept": len(decisions),
+        "learned_aspects": sorted(learned.aspects),
+        "held_out": {"before": before, "after": after},
+    }
+
+
+def quick(part: str, passes: int) -> int:
+    """`--only labelled|learning`: one part, printed (the full run writes the results file)."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    router = get_router(RefinerConfig(embedding_threads=1))
+    router.load()
+    if part == "labelled":
+        rows = {split: read_jsonl(path) for split, path in LABELLED.items()}
+        result: dict[str, Any] = {s: labelled(router, r) for s, r in rows.items()}
+        result["latency_ms"] = latency(router, rows["dev"] + rows["heldout"], passes)
+        result["load_average"] = os.getloadavg()
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            result = {
+                f"ask_below_{t}": asyncio.run(learning_experiment(router, Path(directory), t))
+                for t in (RefinerConfig().hybrid_threshold, 1.0)
+            }
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--penguin", type=Path, default=Path("../shared/data/penguin"))
@@ -313,7 +421,14 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--plots", type=Path, default=PLOTS)
     parser.add_argument("--passes", type=int, default=3, help="latency passes over the set")
+    parser.add_argument(
+        "--only",
+        choices=["labelled", "learning"],
+        help="just the labelled-set figures and latency, or just the learning experiment",
+    )
     args = parser.parse_args()
+    if args.only:
+        return quick(args.only, args.passes)
     if not (args.penguin / "queries.jsonl").exists():
         print(f"routing.py: no PENGUIN data in {args.penguin}", file=sys.stderr)
         return 2

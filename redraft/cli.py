@@ -270,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "line, in input order: {aspects, scores, sensitive, domain, reasons, ms}. Malformed "
         "lines are reported on stderr by number and end the run with exit code 1.",
     )
+    route.add_argument(
+        "action",
+        nargs="?",
+        choices=["train"],
+        help="train: refit the router on the LLM planner decisions kept with learn_routing",
+    )
     route.add_argument("--input", default="-", help="cases, JSON Lines (default: stdin)")
     route.add_argument("--output", help="where to write the routes (default: stdout)")
     route.set_defaults(run=cmd_route)

@@ -31,6 +31,7 @@ from redraft.request_limits import ReplyTooLong, check_reply
 from redraft.response_format import format_problem, wants_json
 from redraft.routing.plans import (
     hybrid_plan,
+    keep_decision,
     plan_from_route,
     prefetch_route,
     route_turn,
@@ -483,6 +484,7 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
             fallback = Plan(aspects=aspects, reasons=reasons, source="all")
             return {"plan": fallback.model_dump(), "degraded": [*loading, degraded("plan", exc)]}
         if route is not None:
+            await keep_decision(runtime.store, cfg, route, chosen)
             chosen = hybrid_plan(chosen, route, aspects)
         return {"plan": chosen.model_dump(), "degraded": loading}
 

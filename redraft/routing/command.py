@@ -11,6 +11,7 @@ stderr. A malformed line is reported on stderr with its number and skipped; the 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
@@ -25,6 +26,14 @@ from redraft.config import RefinerConfig
 from redraft.llm import ModelNotConfiguredError
 from redraft.parsing import parse_json
 from redraft.routing.examples import ExamplesError
+from redraft.routing.learning import (
+    LearnedError,
+    fit,
+    learned_path,
+    stored_decisions,
+    summary,
+    write_learned,
+)
 from redraft.routing.router import Route, Router, get_router
 from redraft.state import RefineRequest
 from redraft.tools.embeddings import EmbeddingsNotInstalledError
@@ -95,12 +104,14 @@ def route_lines(
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    if getattr(args, "action", None) == "train":
+        return cmd_train()
     try:
         config = RefinerConfig()
         router = get_router(config)
     except ValidationError as exc:
         return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
-    except (ExamplesError, ModelNotConfiguredError) as exc:
+    except (ExamplesError, LearnedError, ModelNotConfiguredError) as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     except EmbeddingsNotInstalledError as exc:
         return fail(str(exc), EXIT_FAILED)
@@ -132,3 +143,35 @@ def cmd_route(args: argparse.Namespace) -> int:
     if bad:
         return fail(f"{bad} line(s) of {source} could not be routed (see above)", EXIT_FAILED)
     return 0
+
+
+def cmd_train() -> int:
+    """`redraft route train`: fit the learned router on the stored LLM planner decisions and
+    write its weights (a summary goes to stdout as JSON)."""
+    try:
+        config = RefinerConfig()
+    except ValidationError as exc:
+        return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
+    try:
+        decisions, dropped = asyncio.run(_decisions(config))
+    except Exception as exc:
+        return fail(f"the store could not be read: {exc}", EXIT_FAILED)
+    try:
+        learned = fit(decisions)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
+    path = learned_path(config)
+    try:
+        write_learned(learned, path)
+    except OSError as exc:
+        return fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_FAILED)
+    print(json.dumps({**summary(learned), "older_deleted": dropped, "written": str(path)}))
+    return 0
+
+
+async def _decisions(config: RefinerConfig) -> tuple[list, int]:
+    from redraft.personas.store import open_store
+
+    async with contextlib.AsyncExitStack() as stack:
+        store = await open_store(config, stack)
+        return await stored_decisions(store, config)

@@ -12,10 +12,16 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+import structlog
+from langgraph.store.base import BaseStore
+
 from redraft.config import RefinerConfig
+from redraft.routing.learning import record_decision
 from redraft.routing.router import Route, get_router
 from redraft.state import Plan, TurnState
 from redraft.tools.embeddings import wait_for_load
+
+log = structlog.get_logger("redraft")
 
 
 async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[str]) -> Route:
@@ -117,3 +123,17 @@ def hybrid_plan(llm: Plan, route: Route, available: Sequence[str]) -> Plan:
         sensitive=route.sensitive,
         domain=route.domain,
     )
+
+
+async def keep_decision(
+    store: BaseStore | None, config: RefinerConfig, route: Route, llm: Plan
+) -> None:
+    """With `learn_routing` on, keep the LLM planner's own choice on a turn the router handed
+    it, as a labelled example for `redraft route train` (features and aspects, no text). A
+    store that fails costs the example, never the turn; the log says so."""
+    if store is None or not config.learn_routing:
+        return
+    try:
+        await record_decision(store, config, route.features, llm.aspects)
+    except Exception as exc:
+        log.warning("routing decision not kept", error=str(exc))

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from redraft.config import Aspect, Domain, RefinerConfig, RoutingExample
 from redraft.routing.examples import load_examples
+from redraft.routing.learning import LEARNABLE, Learned, learned_path, load_learned
 from redraft.routing.signals import (
     answers_question,
     crisis_cue,
@@ -74,6 +75,11 @@ class Route(BaseModel):
     reasons: dict[Aspect, str] = Field(description="One line per aspect.")
     domain_scores: dict[Domain, float] = Field(
         default_factory=dict, description="All seven domains, ranked (sums to 1)."
+    )
+    features: dict[str, float] = Field(
+        default_factory=dict,
+        description="The numbers the decision was made from (no text): what a learned router "
+        "is trained on.",
     )
 
     @property
@@ -125,9 +131,15 @@ class Router:
     """Routes turns; thread-safe. `load()` embeds the examples and trains the classifier once
     (it is called by the first `route()` otherwise)."""
 
-    def __init__(self, embeddings: Embeddings, examples: Sequence[RoutingExample]) -> None:
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        examples: Sequence[RoutingExample],
+        learned: Learned | None = None,
+    ) -> None:
         self.embeddings = embeddings
         self.examples = list(examples)
+        self.learned = learned
         self.load_times: LoadTimes | None = None
         self._load_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -265,8 +277,9 @@ class Router:
 
         scores: dict[Aspect, float] = {}
         reasons: dict[Aspect, str] = {}
+        signals: dict[str, float] = {}
         scores["coherence"], reasons["coherence"], leans = self._coherence(
-            query, earlier_users, replies, draft, small_talk, vectors
+            query, earlier_users, replies, draft, small_talk, vectors, signals
         )
         safety, sensitive, domain, domain_scores, safety_reason = self._safety(
             query, earlier_users, persona, intents, vectors, leans
@@ -276,6 +289,22 @@ class Router:
             query, known, intent, vectors
         )
         scores["safety"], reasons["safety"] = safety, safety_reason
+        features = {
+            **{f"rule_{aspect}": scores[aspect] for aspect in ASPECTS},
+            **{name: intent[name] for name in ("chitchat", "knowledge", "task", "personal")},
+            "sensitive": intent["sensitive"],
+            "claims": min(len(factual_claims(draft)), 5) / 5 if draft else 0.0,
+            "passages": float(bool(knowledge)),
+            "known": min(len(known), 5) / 5,
+            "words": min(len(query.split()), 40) / 40,
+            **signals,
+        }
+        if self.learned is not None:
+            for aspect in LEARNABLE:
+                learned = self.learned.score(aspect, features)
+                if learned is not None:
+                    scores[aspect] = learned
+                    reasons[aspect] += f"; learned from the LLM planner: {learned:.2f}"
         scores = {aspect: round(scores[aspect], 3) for aspect in ASPECTS}
         # Safety follows the sensitive flag exactly (its score is only rounded around 0.5).
         chosen = sorted(
@@ -289,6 +318,7 @@ class Router:
             domain=domain,
             reasons={aspect: reasons[aspect] for aspect in ASPECTS},
             domain_scores=domain_scores,
+            features={name: round(float(value), 4) for name, value in features.items()},
         )
 
     def _intent(self, row: np.ndarray) -> dict[str, Any]:
@@ -420,8 +450,11 @@ class Router:
         draft: str | None,
         small_talk: float,
         vectors: dict[str, np.ndarray],
+        signals: dict[str, float],
     ) -> tuple[float, str, bool]:
-        """Coherence, and whether the message leans on the dialogue (safety reads that too)."""
+        """Coherence, and whether the message leans on the dialogue (safety reads that too);
+        the dialogue signals go to `signals`."""
+        signals["history"] = float(bool(replies))
         if not replies:
             return 0.0, "first turn: no earlier reply to stay consistent with", False
         history = " ".join([*earlier_users, *replies])
@@ -435,12 +468,21 @@ class Router:
         topic = max((float(vectors[query] @ vectors[t]) for t in earlier_users), default=0.0)
         shared, by_kind = draft_against_history(draft, history) if draft else ([], {})
         leans = bool(cue or answers or elliptical)
+        signals.update(
+            cue=float(bool(cue)),
+            answers=float(answers),
+            elliptical=float(elliptical),
+            topic=topic,
+            taken_up=taken_up,
+            shared=float(bool(shared)),
+        )
         # A changed day or time is worth a check on any turn; a changed number only on a turn
         # that stays with the dialogue (a new question brings numbers of its own).
         stays = leans or shared or topic >= 0.2
         changed = [
             v for kind, values in by_kind.items() if kind != "number" or stays for v in values
         ]
+        signals["changed"] = float(bool(changed))
         score = noisy_or(
             0.3,  # a conversation is under way
             0.6 if cue else 0.0,
@@ -489,6 +531,8 @@ def embedded_texts(messages: Sequence[dict[str, str]], persona: Sequence[str]) -
 def router_key(config: RefinerConfig) -> tuple[Any, ...]:
     path: Path | None = config.extra_examples_file
     mtime = path.stat().st_mtime_ns if path is not None and path.exists() else None
+    learned = learned_path(config)  # a retrained file is picked up by the next get_router
+    learned_mtime = learned.stat().st_mtime_ns if learned.exists() else None
     return (
         config.embeddings,
         config.router_int8,
@@ -496,6 +540,8 @@ def router_key(config: RefinerConfig) -> tuple[Any, ...]:
         tuple(e.model_dump_json() for e in config.extra_examples),
         str(path) if path else None,
         mtime,
+        str(learned),
+        learned_mtime,
     )
 
 
@@ -508,7 +554,9 @@ def get_router(config: RefinerConfig) -> Router:
     with _routers_lock:
         router = _routers.get(key)
         if router is None:
-            router = _routers[key] = Router(router_embeddings(config), load_examples(config))
+            router = _routers[key] = Router(
+                router_embeddings(config), load_examples(config), load_learned(config)
+            )
         return router
 
 
