@@ -253,21 +253,22 @@ def latency(router: Router, rows: list[dict[str, Any]], passes: int) -> dict[str
     """ms per decision. cold: every text of the case is embedded (cache cleared first).
     steady: as in a conversation, persona facts and earlier turns were embedded on earlier
     turns; only the new user message is (a trailing space makes it a text not seen before)."""
-    for row in rows[:20]:  # warm-up
-        route_case(router, row["case"])
+    cases = [row.get("case", row) for row in rows]  # routing-set rows, or labelled-set rows
+    for case in cases[:20]:  # warm-up
+        route_case(router, case)
     cold, steady = [], []
     for _ in range(passes):
-        for row in rows:
+        for case in cases:
             router.clear_cache()
             with shared_cache._recent_lock:  # the process-wide cache of full-precision vectors
                 shared_cache._recent.clear()
             started = time.perf_counter()
-            route_case(router, row["case"])
+            route_case(router, case)
             cold.append((time.perf_counter() - started) * 1000)
-            messages = [dict(m) for m in row["case"]["messages"]]
+            messages = [dict(m) for m in case["messages"]]
             messages[-1]["content"] += " "
             started = time.perf_counter()
-            route_case(router, {**row["case"], "messages": messages})
+            route_case(router, {**case, "messages": messages})
             steady.append((time.perf_counter() - started) * 1000)
     return {"cold": percentiles(cold), "steady": percentiles(steady)}
 
