@@ -264,8 +264,13 @@ class RefinerConfig(BaseSettings):
     max_persona_file_bytes: int = Field(
         1_000_000, ge=1, description="Largest persona file `redraft persona import` reads."
     )
-    max_persona_file_bytes: int = Field(
-        1_000_000, ge=1, description="Largest persona file `redraft persona import` reads."
+    store_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="Longest a turn waits to read its thread or the user's persona memory "
+        "(e.g. while PostgreSQL does not answer). A thread not read fails the turn (step "
+        "threads), or, with a handed-in draft, the turn runs without it; memory not read "
+        "degrades the turn to the request's own persona facts.",
     )
     router_int8: bool = Field(
         True,

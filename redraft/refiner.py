@@ -44,6 +44,7 @@ from redraft.state import (
     SafetyQuestion,
 )
 from redraft.tools.embeddings import DeferredEmbeddings, LocalEmbeddings, wait_for_load
+from redraft.waits import outage_of, within
 
 log = structlog.get_logger("redraft")
 
@@ -276,7 +277,12 @@ class Refiner:
             async with asyncio.timeout(settings.deadline_s):
                 if self._client_import is not None:
                     await wait_for_load(self._client_import, None)
-                graph, graph_input = await self._start(request, run_config)
+                reading = self._start(request, run_config)
+                graph, graph_input = await (
+                    outage_of(self.config.database_url).call(reading, settings.store_timeout_s)
+                    if self.config.checkpointer_kind == "postgres" and self.config.database_url
+                    else within(reading, settings.store_timeout_s)
+                )
         except Exception as exc:
             detail = str(exc) or "no answer within the turn's deadline"
             problem = f"the thread could not be read: {type(exc).__name__}: {detail}"[:500]

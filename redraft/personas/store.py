@@ -475,6 +475,9 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
+        from redraft.personas.bounded import BoundedStore
+        from redraft.waits import outage_of
+
         if not config.database_url:
             raise ValueError("the postgres persona store needs REDRAFT_DATABASE_URL")
         pool = AsyncConnectionPool(
@@ -488,7 +491,7 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
         await pool.open(wait=True, timeout=OPEN_TIMEOUT_S)
         store = AsyncPostgresStore(pool)
         await store.setup()
-        return store
+        return BoundedStore(store, config.store_timeout_s, outage_of(config.database_url))
     from redraft.tools.embeddings import DeferredEmbeddings
 
     # `dims` is left out: neither of these stores reads it (only pgvector's does). The model is

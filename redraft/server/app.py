@@ -47,10 +47,12 @@ from redraft.server.openai_api import (
     tool_call_deltas,
 )
 from redraft.state import RefineRequest
+from redraft.waits import within
 
 log = structlog.get_logger("redraft.server")
-HEALTH_TIMEOUT_S = 5.0
-"""How long a health check waits for the thread storage."""
+HEALTH_TIMEOUT_S = 1.0
+"""How long a health check waits for the thread storage: a balancer's check answers within
+a second, also while the database does not answer at all."""
 WORKER_HEALTHCHECK_S = 30
 """How long `serve --workers`' supervisor waits for a worker's answer before restarting it."""
 
@@ -179,7 +181,7 @@ def create_app(
         """Up, and its thread storage answers: a balancer sends no turns to a replica whose
         database is out of reach (503)."""
         try:
-            await asyncio.wait_for(refiner.check_threads(), HEALTH_TIMEOUT_S)
+            await within(refiner.check_threads(), HEALTH_TIMEOUT_S)
         except Exception as exc:
             reason = f"thread storage: {type(exc).__name__}"
             log.warning("health.unavailable", error=type(exc).__name__)

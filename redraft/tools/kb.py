@@ -38,6 +38,7 @@ TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 PDF_SUFFIX = ".pdf"
 MAX_FILE_BYTES = 20_000_000
+CONNECT_TIMEOUT_S = 5  # PostgreSQL that does not answer: fail, do not wait for ever
 # all-MiniLM-L6-v2 reads 256 word pieces, about 1000 characters of English.
 MAX_CHUNK_CHARS = 900
 # Each ranking contributes this many candidates to the fusion.
@@ -452,7 +453,7 @@ class PostgresStore:
         import psycopg
 
         try:
-            with psycopg.connect(self.url) as db:
+            with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S) as db:
                 return work(db)
         except psycopg.Error as exc:
             raise KnowledgeBaseError(f"knowledge base in PostgreSQL: {exc}") from exc

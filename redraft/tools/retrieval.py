@@ -22,6 +22,7 @@ from redraft.config import RefinerConfig
 from redraft.state import Passage
 from redraft.tools.embeddings import ModelLoading, model_loaded, needs_local_model, start_loading
 from redraft.tools.kb import KnowledgeBase, SearchMode, store_for
+from redraft.waits import outage_of, within
 
 # A retriever may return whole documents; a passage longer than this is cut.
 MAX_PASSAGE_CHARS = 4000
@@ -147,7 +148,13 @@ async def turn_evidence(
     try:
         # A turn with a deadline does not wait for the embedding model to load.
         load = config.deadline_s is None
-        kb = await asyncio.to_thread(configured_knowledge_base, config, load=load)
+        # Bounded like a search: a database that does not answer must not hold the turn.
+        if config.database_url:
+            outage_of(config.database_url).check()
+        kb = await within(
+            asyncio.to_thread(configured_knowledge_base, config, load=load),
+            config.retriever_timeout_s,
+        )
     except ModelLoading as exc:
         kb = None
         failures.append(f"knowledge base: {exc}")
