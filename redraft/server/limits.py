@@ -130,7 +130,8 @@ class _ReadDeadlines:
     """Mixin for uvicorn's HTTP protocols: a connection must send a request's headers within
     `header_timeout_s` (of opening, or of the previous response) and its body within
     `body_timeout_s` of the headers, or it is closed (408 if no request started); past
-    `max_connections` open connections a new one is answered 503 and closed at once.
+    `max_connections` open connections, the one waiting longest for its request's headers is
+    answered 503 and closed, or, when all are busy with requests, the new one.
 
     uvicorn has no such deadlines: one client sending a header line every 5 s held its
     connection for as long as it liked, and a thousand of them used up the process's file
@@ -142,11 +143,12 @@ class _ReadDeadlines:
         self._limits: ConnectionLimits = config.connection_limits
         self._timer: asyncio.TimerHandle | None = None
         self._phase: str | None = None
+        self._since = 0.0
         self._request: Any = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        if len(self.connections) > self._limits.max_connections:
+        if len(self.connections) > self._limits.max_connections and not self._evict_one():
             log.info("connection.refused", reason="max_connections", open=len(self.connections))
             transport.write(
                 _raw_response(503, "Service Unavailable", "busy: too many open connections")
@@ -154,6 +156,25 @@ class _ReadDeadlines:
             transport.close()
             return
         self._arm("headers", self._limits.header_timeout_s)
+
+    def _evict_one(self) -> bool:
+        """At the cap, make room by closing the connection that has waited longest for a
+        request's headers (a slow client, or an idle kept-alive one): a client that sends its
+        request at once gets in, however many slow ones hold connections. False when every
+        connection is busy with a request."""
+        waiting = [
+            c for c in self.connections if isinstance(c, _ReadDeadlines) and c._phase == "headers"
+        ]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c._since)
+        oldest._disarm()
+        oldest.transport.write(
+            _raw_response(503, "Service Unavailable", "busy: too many open connections")
+        )
+        oldest.transport.close()
+        oldest.connections.discard(oldest)  # counted out now, not when the close completes
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -185,6 +206,7 @@ class _ReadDeadlines:
     def _arm(self, phase: str, seconds: float) -> None:
         self._disarm()
         self._phase = phase
+        self._since = self.loop.time()
         self._timer = self.loop.call_later(seconds, self._expired, phase)
 
     def _disarm(self) -> None:
