@@ -394,7 +394,7 @@ async def learning_experiment(router: Router, directory: Path, ask_below: float)
 
 
 def quick(part: str, passes: int) -> int:
-    """`--only labelled|learning`: one part, printed (the full run writes the results file)."""
+    """`--only labelled|learning`: one part, printed and written to results/routing_<part>.json."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     router = get_router(RefinerConfig(embedding_threads=1))
     router.load()
@@ -411,6 +411,8 @@ def quick(part: str, passes: int) -> int:
                 f"ask_below_{t}": asyncio.run(learning_experiment(router, Path(directory), t))
                 for t in (RefinerConfig().hybrid_threshold, 1.0)
             }
+    path = RESULTS.with_name(f"routing_{part}.json")
+    path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
 

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 from pydantic import ValidationError
@@ -248,3 +249,18 @@ def test_the_labelled_routing_set_is_not_in_the_training_examples():
                 found += [m["content"] for m in json.loads(line)["messages"]]
     assert len(found) >= 380
     assert not [text for text in found if text.lower() in texts]
+
+
+def test_the_router_encodes_with_an_int8_copy_close_to_full_precision(local_embeddings):
+    from redraft.routing.encoder import Int8LocalEmbeddings
+    from redraft.routing.router import router_embeddings
+    from redraft.tools.embeddings import LocalEmbeddings
+
+    assert isinstance(router_embeddings(RefinerConfig()), Int8LocalEmbeddings)
+    assert isinstance(router_embeddings(RefinerConfig(router_int8=False)), LocalEmbeddings)
+    texts = ["Where should I stay in Lisbon?", "I lost my job and I'm scared.", "hi"]
+    int8 = np.array(Int8LocalEmbeddings().embed_documents(texts))
+    full = np.array(local_embeddings.embed_documents(texts))
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
+    assert (int8 * full).sum(axis=1).min() > 0.85
+    assert Int8LocalEmbeddings().embed_documents([]) == []
