@@ -604,7 +604,15 @@ class Refiner:
         parts: list[tuple[str, Any]] = []
         if self._client_import is not None:
             parts.append(("chat_models", self._client_import.result))
-        if needs_local_model(cfg) and local_model_installed():
+        # The local model serves the router, persona memory, the knowledge base and the
+        # safety critic's paths: loaded when one of them is on.
+        embeds = (
+            cfg.planner in ("router", "hybrid")
+            or cfg.memory
+            or cfg.kb != "off"
+            or "safety" in cfg.critics
+        )
+        if embeds and needs_local_model(cfg) and local_model_installed():
             parts.append(("embeddings", lambda: LocalEmbeddings().warm_up()))
         if cfg.planner in ("router", "hybrid"):
             parts.append(("router", lambda: start_router_load(cfg).result()))
