@@ -52,7 +52,7 @@ def slow_client(host: str, port: int, stop: threading.Event, held: list[float]) 
 
 
 def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))  # this side needs 1,100
     with FakeProvider() as upstream, tempfile.TemporaryDirectory() as tmp:
         env = server_env(
@@ -81,7 +81,9 @@ def main() -> None:
 
             def turn(i: int) -> str:
                 try:
-                    client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"t{i}"}])
+                    client.chat.completions.create(
+                        model="m", messages=[{"role": "user", "content": f"t{i}"}]
+                    )
                     return "ok"
                 except openai.APIStatusError as exc:
                     return str(exc.status_code)

@@ -46,6 +46,7 @@ def upstream():
 
 def test_forget_with_the_server_running_leaves_no_trace_on_disk(upstream, tmp_path):
     home = tmp_path / "home"
+
     def learned(call) -> dict:
         if BOB_SAYS in str(call.messages):
             return learns("The user likes trains.")

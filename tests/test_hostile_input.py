@@ -77,7 +77,10 @@ def test_numbers_and_keys_json_cannot_carry_are_a_400(app_client, raw, words):
 
 
 def test_a_duplicate_top_level_field_is_a_400(app_client):
-    body = b'{"model": "m", "user": "ana", "user": "bob", "messages": [{"role": "user", "content": "hi"}]}'
+    body = (
+        b'{"model": "m", "user": "ana", "user": "bob", '
+        b'"messages": [{"role": "user", "content": "hi"}]}'
+    )
     response = post(app_client(), body)
     assert response.status_code == 400
     assert "duplicate key 'user'" in response.json()["error"]["message"]
@@ -129,7 +132,7 @@ def test_fuzz_numbers_and_keys_parse_or_are_refused_by_name(pairs):
         return
     assert len(parsed) == len(pairs)  # no key silently dropped
     for value in parsed.values():
-        assert not isinstance(value, float) or value == value and abs(value) != float("inf")
+        assert not isinstance(value, float) or (value == value and abs(value) != float("inf"))
 
 
 @settings(max_examples=40, deadline=None)
@@ -208,9 +211,7 @@ async def test_a_draft_longer_than_max_reply_chars_fails_the_turn(provider, http
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-async def test_a_rewrite_longer_than_max_reply_chars_keeps_the_draft(
-    provider, http_config, stream
-):
+async def test_a_rewrite_longer_than_max_reply_chars_keeps_the_draft(provider, http_config, stream):
     from redraft.refiner import ReplyToken, TurnDone
     from tests.conftest import plan, revise
 
@@ -242,9 +243,7 @@ async def test_a_rewrite_longer_than_max_reply_chars_keeps_the_draft(
 @pytest.mark.parametrize("field", ["user", "thread_id"])
 @pytest.mark.parametrize("value", ["ana\x00", "\x00", "a\x1b[2Jb", "tab\there", "del\x7f"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_an_identifier_with_control_characters_is_a_400(
-    app_client, field, value, backend, request
-):
+def test_an_identifier_with_control_characters_is_a_400(app_client, field, value, backend, request):
     overrides = {"checkpointer": backend}
     if backend == "postgres":
         overrides["database_url"] = request.getfixturevalue("database_url")
@@ -264,7 +263,9 @@ def test_the_persona_commands_refuse_such_a_user_id(capsys):
     assert main(["persona", "show", "ana\x1b[2J"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err
-    assert err == "redraft: the user id must not contain control characters (U+001B at position 3)\n"
+    assert (
+        err == "redraft: the user id must not contain control characters (U+001B at position 3)\n"
+    )
 
 
 # ── item 5: error bodies of bounded size ─────────────────────────────────────────────

@@ -295,7 +295,11 @@ def test_yaml_aliases_are_refused(tmp_path):
     path = tmp_path / "laughs.yaml"
     lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     for i in range(1, 9):
-        lines.append(f"{'abcdefghi'[i]}: &{'abcdefghi'[i]} [" + ", ".join([f"*{'abcdefghi'[i - 1]}"] * 9) + "]")
+        lines.append(
+            f"{'abcdefghi'[i]}: &{'abcdefghi'[i]} ["
+            + ", ".join([f"*{'abcdefghi'[i - 1]}"] * 9)
+            + "]"
+        )
     lines.append("facts: *i")
     path.write_text("\n".join(lines) + "\n")
     code, err, seconds = persona_import(path)

@@ -8,6 +8,7 @@ import asyncio
 from pydantic import ValidationError
 
 from redraft.config import RefinerConfig
+from redraft.parsing import printable
 from redraft.personas.files import (
     PersonaFile,
     PersonaFileError,
@@ -16,7 +17,6 @@ from redraft.personas.files import (
     persona_yaml,
     read_persona_file,
 )
-from redraft.parsing import printable
 from redraft.personas.recall import ANONYMOUS_USER
 from redraft.request_limits import check_identifier
 

@@ -121,7 +121,9 @@ def read_persona_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Pers
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or exc
-        raise PersonaFileError(f"{shown}: invalid YAML{where}: {excerpt(str(problem), 80)}") from None
+        raise PersonaFileError(
+            f"{shown}: invalid YAML{where}: {excerpt(str(problem), 80)}"
+        ) from None
     if not isinstance(data, dict):
         raise PersonaFileError(f"{shown}: a persona file must be a mapping (name, style, facts…)")
     try:
