@@ -6,6 +6,9 @@ named once on stderr). Output lines, in input order: `aspects`, `scores`, `sensi
 `domain`, `reasons`, `ms`. The model loads once, before the first line; its load time goes to
 stderr. A malformed line is reported on stderr with its number and skipped; the exit code is then
 1, after every other line was routed.
+
+`redraft route train` refits the learned router on the LLM planner decisions kept with
+`learn_routing` (see `learning.py`) and prints a JSON summary.
 """
 
 from __future__ import annotations
