@@ -1,9 +1,10 @@
 """Performance benchmarks, one command: critical path, overhead, throughput, tokens and calls.
 
-    python -m benchmarks                 # everything (about 25 minutes on 2 cores)
+    python -m benchmarks                 # everything (about 25-35 minutes on 2 cores)
     python -m benchmarks --quick         # a smoke run in CI-sized time (under 3 minutes)
     python -m benchmarks --only overhead --turns 200
     python -m benchmarks --report-only   # BENCHMARKS.md and plots again, from saved results
+    python -m benchmarks --only cold-start,workers   # fresh processes; serve --workers 1 and 2
 
 Results go to benchmarks/results/perf-<part>.json, plots to benchmarks/plots/perf-<part>.png,
 tables to BENCHMARKS.md between `<!-- perf:begin -->` and `<!-- perf:end -->`. A quick run writes
@@ -24,11 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import perf_cost, perf_critical_path, perf_overhead, perf_report, perf_throughput
+from benchmarks import (
+    cold_start,
+    perf_cost,
+    perf_critical_path,
+    perf_overhead,
+    perf_report,
+    perf_throughput,
+    workers,
+)
 from benchmarks.perf_common import PLOTS, REPO, RESULTS, machine
 from benchmarks.perf_provider import remote_provider
 
 PART_NAMES = {part.replace("_", "-"): part for part in perf_report.PARTS}
+SEPARATE = ("cold-start", "workers")
+"""Parts with their own command and JSON (`benchmarks/cold_start.py`, `benchmarks/workers.py`),
+run by a full run or `--only`; their section of BENCHMARKS.md is written by hand."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
-        help=f"comma-separated parts: {', '.join(PART_NAMES)} (default: all)",
+        help=f"comma-separated parts: {', '.join([*PART_NAMES, *SEPARATE])} (default: all)",
     )
     parser.add_argument("--turns", type=int, help="turns per critical-path cell (20; quick 2)")
     parser.add_argument("--latency-ms", type=float, help="provider latency per call L (250)")
@@ -117,9 +129,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def check(args: argparse.Namespace, settings: Settings) -> str | None:
     """What is wrong with the arguments, or None."""
-    unknown = [p for p in args.only or [] if p not in PART_NAMES]
+    names = [*PART_NAMES, *SEPARATE]
+    unknown = [p for p in args.only or [] if p not in names]
     if unknown:
-        return f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PART_NAMES)}"
+        return f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(names)}"
     positive = ("turns", "overhead_turns", "latency_ms", "tokens_per_s", "duration_s")
     for field in positive:
         if getattr(settings, field) <= 0:
@@ -174,7 +187,11 @@ async def run_part(
 
 
 def run(args: argparse.Namespace, settings: Settings, results: Path) -> None:
-    parts = [PART_NAMES[p] for p in args.only] if args.only else list(perf_report.PARTS)
+    if args.only:
+        parts = [PART_NAMES[p] for p in args.only if p in PART_NAMES]
+        separate = [p for p in args.only if p in SEPARATE]
+    else:
+        parts, separate = list(perf_report.PARTS), [] if args.quick else list(SEPARATE)
     suffix = "-quick" if args.quick else ""
     router = router_available() and not args.no_router
     command = "python -m benchmarks" + "".join(
@@ -196,6 +213,19 @@ def run(args: argparse.Namespace, settings: Settings, results: Path) -> None:
             )
             path.write_text(json.dumps(data, indent=2) + "\n")
             print(f"benchmarks: {part} done in {data['run_seconds']} s → {path}", file=sys.stderr)
+    for part in separate:  # each starts its own provider and processes
+        print(f"benchmarks: {part} …", file=sys.stderr, flush=True)
+        if part == "cold-start":
+            cold_start.main(["--json", str(results / "cold-start.json")])
+        else:
+            levels = "1,32"  # one conversation, and the 32-conversation tail
+            workers.main(
+                [
+                    *("--levels", levels, "--duration-s", str(settings.duration_s)),
+                    *("--latency-ms", str(settings.latency_ms)),
+                    *("--json", str(results / "perf-workers.json")),
+                ]
+            )
 
 
 def report(results: Path, suffix: str, plots: Path | None, markdown: Path | None) -> None:
@@ -229,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     markdown = args.markdown or (None if quick else REPO / "BENCHMARKS.md")
     if not args.report_only:
         run(args, settings, results)
+    if args.only and all(p in SEPARATE for p in args.only):
+        return 0  # their figures are in their own JSON; the generated report is not theirs
     try:
         report(results, "-quick" if quick else "", plots, markdown)
     except (FileNotFoundError, ValueError) as exc:
