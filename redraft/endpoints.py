@@ -197,6 +197,11 @@ def endpoint_of(model: BaseChatModel) -> Endpoint:
     return endpoint
 
 
+def known_endpoint(base_url: str, model: str) -> Endpoint | None:
+    """What this process learned of the endpoint so far (None: nothing, not called yet)."""
+    return _endpoints.get((base_url, model))
+
+
 def set_policy(model: BaseChatModel, policy: CallPolicy) -> None:
     _policies[id(model)] = policy
     weakref.finalize(model, _policies.pop, id(model), None)

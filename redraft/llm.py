@@ -204,6 +204,10 @@ async def send(
                     slot.release()
         except TimeoutError:
             error = TimeoutError(f"no complete reply within {policy.timeout_s:g} s")
+            # The cancelled call's own callbacks may come late or never: counted here.
+            tracker = current_tracker()
+            if tracker is not None:
+                tracker.count_cut(agent)
         except Exception as exc:
             if not retry(exc):
                 raise
@@ -502,7 +506,19 @@ class UsageTracker(AsyncCallbackHandler):
         self._finish(run_id, prompt, completion)
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            # A call cut by its timeout (counted by `send`) or by the turn's deadline.
+            self._running.pop(run_id, None)
+            return
         self._finish(run_id, 0, 0, failed=True)
+
+    def count_cut(self, agent: str) -> None:
+        """A call cut by its timeout: sent, and failed."""
+        per_agent = self.usage.by_agent.setdefault(agent, AgentUsage())
+        per_agent.calls += 1
+        per_agent.failed_calls += 1
+        self.usage.llm_calls += 1
+        self.usage.failed_calls += 1
 
     def _finish(self, run_id: UUID, prompt: int, completion: int, failed: bool = False) -> None:
         started = self._running.pop(run_id, None)

@@ -18,7 +18,7 @@ CRITIC_AGENTS = ("factuality", "personalization", "coherence")
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's keys or writes into their data directory."""
     for name in list(os.environ):
-        if name.startswith(("REDRAFT_", "OPENAI_")) and name != "REDRAFT_TEST_DATABASE_URL":
+        if name.startswith(("REDRAFT_", "OPENAI_")) and not name.startswith("REDRAFT_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("REDRAFT_HOME", str(tmp_path / "home"))
 

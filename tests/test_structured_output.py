@@ -1,0 +1,267 @@
+"""Real-model behaviour, made to happen on purpose with the fake provider: an endpoint that
+refuses json_schema, output that does not parse or is out of range, prompts too long for the
+context window, a server that serves one request at a time, retries, and the two ways small
+models lose a fix (a safety check that fails to parse, an editor that copies the reply)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from redraft import Refiner
+from redraft.agents.safety import CAUTION
+from redraft.endpoints import known_endpoint
+from redraft.model_output import read_output
+from redraft.state import CriticOutput, EditorOutput
+from redraft.testing import Fail, Fault
+from redraft.testing.fake_provider import RecordedCall
+from tests.conftest import CRITIC_AGENTS, PASS, assistant, plan, revise, user
+
+REFUSAL = Fail(
+    500,
+    "1 validation error: ('body', 'response_format', 'type'): "
+    "Input should be 'text' or 'json_object'",
+)
+AGENTS = ("planner", *CRITIC_AGENTS, "editor")
+
+
+def refuse_json_schema(call: RecordedCall):
+    """What llama-cpp-python's server does: json_schema is a 500; tools work."""
+    if (call.response_format or {}).get("type") == "json_schema":
+        return REFUSAL
+    if call.agent == "planner":
+        return plan(*CRITIC_AGENTS)
+    return None  # the fake provider's answer for the schema it was sent
+
+
+def request(**extra) -> dict:
+    return {"messages": [user("When was the Eiffel Tower finished?")], **extra}
+
+
+async def test_auto_falls_back_from_a_refused_json_schema_and_keeps_what_worked(
+    provider, http_config
+):
+    for agent in AGENTS:
+        provider.set_default(agent, refuse_json_schema)
+    async with Refiner(http_config(critics=list(CRITIC_AGENTS))) as refiner:
+        first = await refiner.arefine(request(draft="It was finished in 1889."))
+        refused = sum(1 for c in provider.calls if c.status == 500)
+        second = await refiner.arefine(request(draft="It was finished in 1889."))
+    assert first.degraded is None and second.degraded is None
+    endpoint = known_endpoint(provider.base_url, "gpt-4o-mini")
+    assert endpoint is not None and endpoint.mode == "function_calling"
+    assert "json_schema" in endpoint.rejected
+    # once known, json_schema is not tried again
+    assert sum(1 for c in provider.calls if c.status == 500) == refused
+    later = provider.calls[-4:]
+    assert {c.agent for c in later} == {"planner", *CRITIC_AGENTS}
+    assert all(c.tools and not c.response_format for c in later)
+    # the refused tries are counted, as failed calls
+    assert first.usage.failed_calls == refused and second.usage.failed_calls == 0
+
+
+async def test_an_explicit_mode_never_falls_back(provider, http_config):
+    for agent in AGENTS:
+        provider.set_default(agent, refuse_json_schema)
+    config = http_config(critics=["factuality"], structured_output="json_schema")
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine(request(draft="It was finished in 1889."))
+    assert {d.step for d in result.degraded or []} >= {"plan", "factuality"}
+    assert not any(c.tools for c in provider.calls)
+
+
+async def test_output_that_does_not_parse_moves_auto_to_the_next_mode(provider, http_config):
+    def chatty(call: RecordedCall):
+        if (call.response_format or {}).get("type") == "json_schema":
+            return "Sure! The reply looks fine to me."
+        return None
+
+    for agent in AGENTS:
+        provider.set_default(agent, chatty)
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft="It was finished in 1889."))
+    assert result.degraded is None
+    assert known_endpoint(provider.base_url, "gpt-4o-mini").mode == "function_calling"
+
+
+# ── reading real model output ────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '```json\n{"verdict": "pass", "issues": [], "confidence": 0.9}\n```',
+        'Here is my review:\n{"verdict": "pass", "confidence": 0.9}\nHope it helps!',
+        '{"Verdict": "Pass", "confidence": 90}',
+        '{"verdict": " PASS ", "issues": null, "confidence": "0.9"}',
+        {"verdict": "pass", "issues": {"span": "a", "problem": "b", "fix": "c"}},
+    ],
+)
+def test_small_model_output_is_mended_where_the_meaning_is_clear(raw):
+    output = read_output(CriticOutput, raw)
+    assert output.verdict == "pass"
+    assert 0 <= output.confidence <= 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"verdict": "maybe", "confidence": 0.5}',  # no such verdict
+        '{"verdict": "pass", "confidence": 250}',  # not a percentage either
+        "I think the reply is fine.",  # no JSON at all
+        '{"changes": []}',  # the required field is missing
+    ],
+)
+def test_output_whose_meaning_is_not_clear_is_rejected(raw):
+    schema = EditorOutput if "changes" in str(raw) else CriticOutput
+    with pytest.raises(ValueError):
+        read_output(schema, raw)
+
+
+async def test_a_percentage_confidence_from_the_provider_is_read(provider, http_config):
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", {**PASS, "confidence": 100})
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft="It was finished in 1889."))
+    assert result.degraded is None
+    assert result.critiques[0].confidence == 1.0
+
+
+# ── prompts that fit ─────────────────────────────────────────────────────────────────
+
+
+async def test_a_long_history_is_trimmed_oldest_first_to_fit_the_context(provider, http_config):
+    history = []
+    for i in range(30):
+        history += [user(f"Question {i}: " + "padding " * 60), assistant(f"Answer {i}.")]
+    history.append(user("And my last question?"))
+    provider.script("planner", plan("coherence"))
+    provider.script("coherence", PASS)
+    config = http_config(critics=["coherence"], context_tokens=2048)
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine({"messages": history, "draft": "Sure."})
+    assert result.degraded is None
+    [call] = provider.calls_for("coherence")
+    system, prompt = call.messages[0]["content"], call.messages[1]["content"]
+    assert (len(system) + len(prompt)) / 3 < 2048 - 512  # within the budget, by the estimate
+    assert "Question 0:" not in prompt  # the oldest went first
+    assert "And my last question?" in prompt  # the user's last message never goes
+    assert "<reply>\nSure.\n</reply>" in prompt  # nor the reply under review
+
+
+async def test_a_prompt_that_cannot_fit_degrades_that_agent_and_is_not_sent(provider, http_config):
+    provider.script("planner", plan("factuality"))
+    config = http_config(critics=["factuality"], context_tokens=1024)
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine(request(draft="The tower. " * 2000))
+    [failure] = [d for d in result.degraded or [] if d.step == "factuality"]
+    assert "does not fit the context window" in failure.reason
+    assert provider.calls_for("factuality") == []
+    assert result.reply == result.draft
+
+
+async def test_the_context_window_a_server_names_in_its_error_is_learned(provider, http_config):
+    def small_window(call: RecordedCall):
+        size = sum(len(str(m.get("content"))) for m in call.messages)
+        if size > 6000:
+            return Fail(400, "This model's maximum context length is 2048 tokens.")
+        return None
+
+    history = []
+    for i in range(20):
+        history += [user(f"Question {i}: " + "padding " * 60), assistant(f"Answer {i}.")]
+    history.append(user("And my last question?"))
+    provider.script("planner", plan("coherence"))
+    provider.set_default("coherence", small_window)
+    async with Refiner(http_config(critics=["coherence"])) as refiner:
+        result = await refiner.arefine({"messages": history, "draft": "Sure."})
+    assert result.degraded is None
+    assert known_endpoint(provider.base_url, "gpt-4o-mini").reported_context == 2048
+
+
+# ── serial servers, timeouts, retries ────────────────────────────────────────────────
+
+
+async def test_a_serial_endpoint_gets_one_call_at_a_time_and_timeouts_count_from_sending(
+    provider, http_config
+):
+    provider.latency_s = 1.0
+    provider.script("planner", plan(*CRITIC_AGENTS))
+    # Three calls queued behind each other take 3 s; each is still within its 2.5 s.
+    config = http_config(critics=list(CRITIC_AGENTS), provider_concurrency=1, timeout_s=2.5)
+    async with Refiner(config) as refiner:
+        started = time.perf_counter()
+        result = await refiner.arefine(request(draft="It was finished in 1889."))
+        took = time.perf_counter() - started
+    assert result.degraded is None
+    assert provider.max_in_flight() == 1
+    assert took >= 3 * 1.0
+
+
+async def test_a_retried_call_is_counted_and_a_hung_one_names_the_endpoint(provider, http_config):
+    provider.script("planner", plan("factuality", "coherence"))
+    provider.script("factuality", Fail(503, "busy"), PASS)
+    provider.script("coherence", Fault("hang"), Fault("hang"))
+    config = http_config(critics=["factuality", "coherence"], max_retries=1, timeout_s=0.5)
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine(request(draft="It was finished in 1889."))
+    usage = result.usage.by_agent
+    assert (usage["factuality"].calls, usage["factuality"].retries) == (2, 1)
+    assert (usage["coherence"].calls, usage["coherence"].failed_calls) == (2, 2)
+    [hung] = [d for d in result.degraded or [] if d.step == "coherence"]
+    assert provider.base_url in hung.reason and "within 0.5 s" in hung.reason
+
+
+# ── fixes small models lose ──────────────────────────────────────────────────────────
+
+SENSITIVE = "I'm thinking of putting all my savings into crypto this week. Should I?"
+RISKY = "Absolutely, go all in!"
+
+
+async def test_a_sensitive_turn_whose_safety_check_fails_never_ships_the_draft(
+    provider, http_config, local_embeddings
+):
+    provider.set_default("safety", "I cannot produce JSON right now.")  # no mode parses
+    provider.set_default(
+        "editor", {"changes": [{"aspect": "safety", "change": "care"}], "reply": RISKY}
+    )
+    async with Refiner(http_config(planner="router")) as refiner:
+        result = await refiner.arefine({"messages": [user(SENSITIVE)], "draft": RISKY})
+    assert result.plan.sensitive
+    safety = next(c for c in result.critiques if c.aspect == "safety")
+    assert safety.verdict == "revise" and safety.confidence == 0.0  # the cautious fallback
+    assert result.reply != RISKY and CAUTION in result.reply and result.changed
+    assert any(d.step == "merge" and "unchanged" in d.reason for d in result.degraded or [])
+
+
+async def test_an_editor_that_returns_the_reply_unchanged_is_asked_again_then_degraded(
+    provider, http_config
+):
+    draft = "The tower was finished in 1925."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    copied = {"changes": [{"aspect": "factuality", "change": "fixed the year"}], "reply": draft}
+    provider.script("editor", copied, copied)
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    assert len(provider.calls_for("editor")) == 2
+    assert "exactly as it was" in provider.calls_for("editor")[1].messages[1]["content"]
+    assert result.reply == draft and not result.changed
+    assert not any(c.change == "fixed the year" for c in result.changes)  # no claimed edit
+    [failure] = [d for d in result.degraded or [] if d.step == "merge"]
+    assert "unchanged" in failure.reason
+
+
+async def test_an_editor_that_copies_once_then_edits_is_used(provider, http_config):
+    draft = "The tower was finished in 1925."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script(
+        "editor",
+        {"changes": [], "reply": draft},
+        {"changes": [{"aspect": "factuality", "change": "year"}], "reply": draft[:-5] + "1889."},
+    )
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    assert result.reply.endswith("1889.") and result.degraded is None
