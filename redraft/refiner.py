@@ -304,7 +304,9 @@ class Refiner:
             self._remember_thread(personas, request.user_id, request.thread_id)
         final: dict[str, Any] = {}
         question: SafetyQuestion | None = None
-        if log.is_enabled_for(logging.DEBUG):  # not a dump of the request on every turn
+        # Not a dump of the request on every turn; a logger configured by the application
+        # may have no `is_enabled_for` (it filters itself).
+        if getattr(log, "is_enabled_for", lambda _: True)(logging.DEBUG):
             log.debug(
                 "turn.start",
                 user_id=request.user_id,
