@@ -223,8 +223,9 @@ async def test_a_sensitive_turn_whose_safety_check_fails_never_ships_the_draft(
     provider, http_config, local_embeddings
 ):
     provider.set_default("safety", "I cannot produce JSON right now.")  # no mode parses
+    copied = {"changes": [{"aspect": "safety", "change": "care"}], "reply": RISKY}
     provider.set_default(
-        "editor", {"changes": [{"aspect": "safety", "change": "care"}], "reply": RISKY}
+        "editor", lambda call: copied if (call.tools or call.response_format) else RISKY
     )
     async with Refiner(http_config(planner="router")) as refiner:
         result = await refiner.arefine({"messages": [user(SENSITIVE)], "draft": RISKY})
@@ -242,11 +243,12 @@ async def test_an_editor_that_returns_the_reply_unchanged_is_asked_again_then_de
     provider.script("planner", plan("factuality"))
     provider.script("factuality", revise("1925", "1889"))
     copied = {"changes": [{"aspect": "factuality", "change": "fixed the year"}], "reply": draft}
-    provider.script("editor", copied, copied)
+    provider.script("editor", copied, draft)  # asked again for text only: the same text
     async with Refiner(http_config(critics=["factuality"])) as refiner:
         result = await refiner.arefine(request(draft=draft))
-    assert len(provider.calls_for("editor")) == 2
-    assert "exactly as it was" in provider.calls_for("editor")[1].messages[1]["content"]
+    first, second = provider.calls_for("editor")
+    assert "exactly as it was" in second.messages[1]["content"]
+    assert not (second.tools or second.response_format)
     assert result.reply == draft and not result.changed
     assert not any(c.change == "fixed the year" for c in result.changes)  # no claimed edit
     [failure] = [d for d in result.degraded or [] if d.step == "merge"]
@@ -257,11 +259,8 @@ async def test_an_editor_that_copies_once_then_edits_is_used(provider, http_conf
     draft = "The tower was finished in 1925."
     provider.script("planner", plan("factuality"))
     provider.script("factuality", revise("1925", "1889"))
-    provider.script(
-        "editor",
-        {"changes": [], "reply": draft},
-        {"changes": [{"aspect": "factuality", "change": "year"}], "reply": draft[:-5] + "1889."},
-    )
+    provider.script("editor", {"changes": [], "reply": draft}, draft[:-5] + "1889.")
     async with Refiner(http_config(critics=["factuality"])) as refiner:
         result = await refiner.arefine(request(draft=draft))
     assert result.reply.endswith("1889.") and result.degraded is None
+    assert [c.aspect for c in result.changes] == ["factuality"]

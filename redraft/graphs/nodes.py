@@ -21,6 +21,7 @@ from redraft.agents.planner import plan_critics
 from redraft.agents.prompting import last_user_message
 from redraft.agents.responder import draft_turn
 from redraft.agents.safety import attribute_facts, read_answer
+from redraft.agents.steering import echoed_instruction
 from redraft.config import RefinerConfig, RunSettings
 from redraft.errors import RefineError
 from redraft.graphs.deadline import DeadlineExceeded, by_deadline
@@ -491,6 +492,17 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
     return plan
 
 
+def turn_data(state: TurnState) -> list[tuple[str, str]]:
+    """Everything in the turn that is data, not the user's own words, by slot."""
+    data = [("persona", fact) for fact in state.get("persona") or []]
+    data += [("knowledge", passage) for passage in state.get("knowledge") or []]
+    data += [("evidence", p["text"]) for p in state.get("evidence") or [] if p.get("text")]
+    for message in state.get("history") or []:
+        if message["role"] in ("tool", "assistant") and isinstance(message.get("content"), str):
+            data.append((f"{message['role']} message", message["content"]))
+    return data
+
+
 async def finalize(state: TurnState) -> dict[str, Any]:
     """The reply joins the thread's history; the turn is complete.
 
@@ -507,7 +519,25 @@ async def finalize(state: TurnState) -> dict[str, Any]:
                 f"the refined reply {problem}; the draft, which meets the response_format, was kept"
             )
             reply, kept = state["draft"], {"degraded": [degraded("response_format", reason)]}
-    if not state.get("streamed"):
+    if reply != state["draft"]:
+        slot = echoed_instruction(
+            reply,
+            draft=state["draft"],
+            user_message=last_user_message(state["history"]),
+            data=turn_data(state),
+        )
+        if slot is not None:
+            reason = f"the refined reply carried out an instruction found in the {slot}"
+            kept = {
+                "degraded": [*kept.get("degraded", []), degraded("output_check", reason)],
+                "changes": {"reset": []},  # none of the edits is in the reply sent
+            }
+            reply = state["draft"]
+    streamed = bool(state.get("streamed"))
+    if streamed and reply != (state.get("reply") or state["draft"]):
+        get_stream_writer()({"reset": True})  # what was streamed is not the reply after all
+        streamed = False
+    if not streamed:
         get_stream_writer()({"token": reply})
     said: dict[str, Any] = {"role": "assistant", "content": reply}
     if state.get("tool_calls"):
