@@ -246,7 +246,7 @@ async def test_an_editor_that_returns_the_reply_unchanged_is_asked_again_then_de
     provider.script("editor", copied, draft)  # asked again for text only: the same text
     async with Refiner(http_config(critics=["factuality"])) as refiner:
         result = await refiner.arefine(request(draft=draft))
-    first, second = provider.calls_for("editor")
+    _, second = provider.calls_for("editor")
     assert "exactly as it was" in second.messages[1]["content"]
     assert not (second.tools or second.response_format)
     assert result.reply == draft and not result.changed
