@@ -277,6 +277,9 @@ class Refiner:
             async with asyncio.timeout(settings.deadline_s):
                 if self._client_import is not None:
                     await wait_for_load(self._client_import, None)
+                if remembers(request.user_id):
+                    # Bounded on its own; a store that cannot open costs memory, not the thread.
+                    await self._open_personas_for_turn()
                 reading = self._start(request, run_config)
                 graph, graph_input = await (
                     outage_of(self.config.database_url).call(reading, settings.store_timeout_s)
