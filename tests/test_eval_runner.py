@@ -17,6 +17,7 @@ import pytest
 from redraft.agents.judge import DIMENSIONS
 from redraft.cli import main
 from redraft.eval import load_dataset
+from redraft.eval.calibration import load_pairs
 from redraft.eval.results import ResultsFile
 from redraft.testing import Fail
 from tests.conftest import PASS, plan, revise
@@ -116,6 +117,7 @@ def test_sample_run_writes_rows_report_and_plots(endpoint, tmp_path, capsys):
         "editor": CASES,
         "judge": 3 * CASES,  # none, sequential, parallel (self_refine reuses the draft's)
         "pairwise_judge": 4 * CASES,  # two orders for sequential and for parallel
+        "judge_calibration": 2 * len(load_pairs()),  # the judge checked first
     }
     summary = (out / "summary.md").read_text()
     assert summary == capsys.readouterr().out
@@ -352,3 +354,30 @@ def test_a_damaged_run_record_is_one_line(endpoint, tmp_path, capsys, record, wo
     assert evaluate(out, "--limit", "1") == 2
     error = capsys.readouterr().err
     assert f"{out / 'run.json'} {words}" in error and error.count("\n") == 1
+
+
+def calibrating_judge(right: bool):
+    """A judge for the calibration pairs that ranks them right, or gives every reply 5/5."""
+    better = {pair.better for pair in load_pairs()}
+
+    def judge(call):
+        evaluated = re.search(
+            r'<reply id="evaluated">\n(.*?)\n</reply>', str(call.messages[1]["content"]), re.S
+        )
+        score = 5 if not right or evaluated.group(1) in better else 2
+        return {d: {"evidence": "e", "score": score} for d in DIMENSIONS}
+
+    return judge
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_the_judge_is_calibrated_before_its_tables_are_trusted(endpoint, tmp_path, right):
+    endpoint.set_default("judge_calibration", calibrating_judge(right))
+    out = tmp_path / "run"
+    assert evaluate(out, "--limit", "1") == 0
+    summary = (out / "summary.md").read_text()
+    report = json.loads((out / "summary.json").read_text())["judge_calibration"]
+    assert report["pairs"] == len(load_pairs())
+    assert report["trusted"] is right
+    assert ("**Untrustworthy:" in summary) is not right
+    assert f"{report['right']} of {report['pairs']}" in summary

@@ -94,11 +94,13 @@ async def judge_reply(
     context: JudgeContext,
     reply: str,
     *,
-    method: str = "json_schema",
+    method: str = "auto",
+    agent: str = AGENT,
 ) -> JudgeOutput:
-    """Score `reply` on every dimension (one structured call)."""
+    """Score `reply` on every dimension (one structured call). `agent` names the call in usage
+    and logs (the calibration's calls are the same judge, counted apart)."""
     messages = [
-        agent_system(AGENT, SYSTEM),
+        agent_system(agent, SYSTEM),
         user_message(render_context(context), block("reply", reply, id="evaluated")),
     ]
-    return await call_structured(model, JudgeOutput, messages, agent=AGENT, method=method)
+    return await call_structured(model, JudgeOutput, messages, agent=agent, method=method)

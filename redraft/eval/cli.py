@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
+from redraft.eval.calibration import Calibration, calibrate
 from redraft.eval.converters import FORMATS, load_dataset
 from redraft.eval.datasets import SAMPLE, DatasetError, write_cases
 from redraft.eval.runner import DRAFT, JUDGES, STRATEGIES
@@ -140,6 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from redraft.eval.results import ResultsFile
     from redraft.eval.runner import Evaluation, check_run
     from redraft.llm import ModelNotConfiguredError, make_chat_model
+    from redraft.log import configure_logging
 
     if args.limit is not None and args.limit < 1:
         return fail("--limit must be at least 1", EXIT_BAD_INPUT)
@@ -166,6 +168,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config = RefinerConfig(**overrides)
     except ValidationError as exc:
         return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
+    configure_logging(config.log_level)  # before the judge's calibration logs anything
     judge_name = args.judge_model or config.judge_model or config.model
     try:
         make_chat_model(config.model, config)
@@ -198,7 +201,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     evaluation.progress.total = todo
-    rows = asyncio.run(evaluation.run())
+    calibration, rows = asyncio.run(
+        calibrated(evaluation, judge, config.structured_output, args.out / "calibration.json")
+    )
+    print(f"redraft eval: judge calibration: {calibration.summary()}", file=sys.stderr)
+    if not calibration.trusted:
+        print(f"redraft eval: {UNTRUSTED}", file=sys.stderr)
     about = {
         "dataset": f"{args.dataset} ({len(cases)} cases)",
         "model": ", ".join(f"{role} {name}" for role, name in settings["models"].items()),
@@ -206,8 +214,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "planner": config.planner,
         "gate": config.gate,
         "judges": ", ".join(split_list(args.judges)),
+        "judge calibration": calibration.summary(),
     }
-    text, plots = write_report(args.out, rows.values(), evaluation.strategies, about)
+    text, plots = write_report(
+        args.out,
+        rows.values(),
+        evaluation.strategies,
+        about,
+        calibration=calibration.as_json(),
+        warning=None if calibration.trusted else UNTRUSTED,
+    )
     print(text, end="")
     written = ["results.jsonl", "summary.md", "summary.json", *(p.name for p in plots)]
     print(f"redraft eval: wrote {', '.join(written)} to {args.out}", file=sys.stderr)
@@ -223,6 +239,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
             EXIT_FAILED,
         )
     return 0
+
+
+UNTRUSTED = (
+    "the judge failed its calibration: it does not rank known-worse replies below better ones, "
+    "so the quality tables of this run are not to be trusted, whatever their scores"
+)
+
+
+async def calibrated(
+    evaluation: Any, judge: Any, method: str, saved: Path
+) -> tuple[Calibration, dict[Any, Any]]:
+    """The judge's calibration, then the run (in one event loop: the clients are bound to it).
+    A resumed run (same settings, so the same judge) reuses the calibration it saved."""
+    calibration = Calibration.load(saved)
+    if calibration is None:
+        calibration = await calibrate(judge, method=method)
+        calibration.save(saved)
+    return calibration, await evaluation.run()
 
 
 def judge_settings(args: argparse.Namespace, config: RefinerConfig) -> RefinerConfig:

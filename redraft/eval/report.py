@@ -138,11 +138,14 @@ def table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 
-def markdown(summary: Mapping[str, StrategySummary], about: Mapping[str, Any]) -> str:
+def markdown(
+    summary: Mapping[str, StrategySummary], about: Mapping[str, Any], warning: str | None = None
+) -> str:
     """The run's summary as Markdown: what was run, then one table per question."""
     parts = [
         "# redraft evaluation",
         "\n".join(f"- {name}: {value}" for name, value in about.items()),
+        *([f"**Untrustworthy: {warning}.**"] if warning else []),
         "Scores are the judge model's, on this dataset: they describe this run and nothing more.",
         "## G-Eval (1–5, mean per reply)",
         table(
@@ -245,18 +248,29 @@ def markdown(summary: Mapping[str, StrategySummary], about: Mapping[str, Any]) -
 
 
 def write_report(
-    out: Path, rows: Iterable[Row], strategies: Sequence[str], about: Mapping[str, Any]
+    out: Path,
+    rows: Iterable[Row],
+    strategies: Sequence[str],
+    about: Mapping[str, Any],
+    *,
+    calibration: Mapping[str, Any] | None = None,
+    warning: str | None = None,
 ) -> tuple[str, list[Path]]:
     """Write summary.md, summary.json and the plots into `out`; returns the Markdown and the
-    plot files (none when matplotlib is not installed)."""
+    plot files (none when matplotlib is not installed). `warning` heads the tables (a judge
+    that failed its calibration)."""
     summary = summarize(rows, strategies)
-    text = markdown(summary, about)
+    text = markdown(summary, about, warning)
     (out / "summary.md").write_text(text, encoding="utf-8")
     figures = {
         s: {**x.model_dump(), "pairwise": pairwise_json(x.pairwise)} for s, x in summary.items()
     }
     (out / "summary.json").write_text(
-        json.dumps({"about": dict(about), "strategies": figures}, indent=2) + "\n",
+        json.dumps(
+            {"about": dict(about), "judge_calibration": calibration, "strategies": figures},
+            indent=2,
+        )
+        + "\n",
         encoding="utf-8",
     )
     return text, plot(summary, out)
