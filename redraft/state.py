@@ -84,13 +84,14 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str = ""
-    parts: list[dict[str, Any]] | None = Field(None, max_length=MAX_PARTS)
     tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOLS)
     tool_call_id: str | None = Field(None, min_length=1, max_length=256)
     name: str | None = Field(
         None, pattern=TOOL_NAME.pattern, description="A tool message's tool (found by its call)."
     )
+    parts: list[dict[str, Any]] | None = Field(None, max_length=MAX_PARTS)
+    # last, so that its checks see the role and the tool calls (and errors name `content`)
+    content: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -102,7 +103,10 @@ class Message(BaseModel):
             data.pop("name", None)  # a participant's name: not a tool's, and not used
         content = data.get("content")
         if isinstance(content, list):
-            data["parts"], data["content"] = content, parts_text(content)
+            try:
+                data["parts"], data["content"] = content, parts_text(content)
+            except ValueError:
+                pass  # `content` reports it, by name
         return data
 
     @field_validator("content", mode="before")
@@ -110,19 +114,25 @@ class Message(BaseModel):
     def _string_content(cls, value: Any) -> Any:
         if value is None:
             return ""
+        if isinstance(value, list):
+            return parts_text(value)  # raises: the parts were not readable
         if not isinstance(value, str):
             raise ValueError("content must be a string or a list of content parts")
         return value
 
+    @field_validator("content")
+    @classmethod
+    def _said_something(cls, value: str, info: ValidationInfo) -> str:
+        role = info.data.get("role")
+        calls = info.data.get("tool_calls")
+        if role != "tool" and not (role == "assistant" and calls) and not value.strip():
+            raise ValueError("content must not be empty")
+        return value
+
     @model_validator(mode="after")
     def _shape(self) -> Message:
-        if self.role == "tool":
-            if self.tool_call_id is None:
-                raise ValueError("a tool message needs `tool_call_id`")
-        elif self.role == "assistant" and self.tool_calls:
-            pass
-        elif not self.content.strip():
-            raise ValueError("content must not be empty")
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs `tool_call_id`")
         if self.tool_calls is not None and self.role != "assistant":
             raise ValueError("only assistant messages carry `tool_calls`")
         if self.tool_calls == []:

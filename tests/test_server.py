@@ -310,7 +310,7 @@ def test_oversized_chunked_body_is_a_413(client):
         ),
         (
             {"model": "m", "messages": [{"role": "user", "content": [{"text": "no type"}]}]},
-            "messages.0",
+            "messages.0.content",
             "content part 0 must be an object with a `type`",
         ),
         ({"messages": [{"role": "user", "content": "hi"}]}, "model", "Field required"),
