@@ -16,10 +16,10 @@ from typing import Any, get_args
 
 import structlog
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from redraft.config import RefinerConfig, Role, ServerConfig
 from redraft.errors import RefineError
