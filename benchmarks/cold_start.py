@@ -17,7 +17,6 @@ memory on a SQLite file) and refines one turn, then a second, warm one. Cases:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics

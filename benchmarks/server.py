@@ -92,7 +92,16 @@ def process_tree(pid: int) -> list[int]:
 def redraft_serve(env: dict[str, str], log: Path, workers: int = 1):
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "redraft.cli", "serve", "--port", "0", "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "redraft.cli",
+                "serve",
+                "--port",
+                "0",
+                "--workers",
+                str(workers),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=output,

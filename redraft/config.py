@@ -247,9 +247,7 @@ class RefinerConfig(BaseSettings):
     max_passage_chars: int = Field(
         20_000, ge=1, description="Most characters in one knowledge passage."
     )
-    max_draft_chars: int = Field(
-        64_000, ge=1, description="Most characters in a handed-in draft."
-    )
+    max_draft_chars: int = Field(64_000, ge=1, description="Most characters in a handed-in draft.")
     max_request_chars: int = Field(
         1_000_000,
         ge=1,

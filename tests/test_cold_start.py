@@ -85,9 +85,7 @@ async def test_without_a_deadline_the_turn_waits_for_the_router(
     assert result.plan.source == "router" and not plan_problems(result)
 
 
-async def test_memory_recall_is_skipped_while_the_model_loads(
-    provider, http_config, monkeypatch
-):
+async def test_memory_recall_is_skipped_while_the_model_loads(provider, http_config, monkeypatch):
     monkeypatch.setattr(embeddings_module, "model_loaded", lambda: False)
     monkeypatch.setattr(embeddings_module, "local_model_installed", lambda: True)
     monkeypatch.setattr(embeddings_module, "start_loading", lambda: Future())  # never done

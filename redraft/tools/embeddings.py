@@ -111,9 +111,7 @@ def start_loading() -> Future[Any]:
     with _loading_lock:
         if _loading is None or (_loading.done() and _loading.exception() is not None):
             _loading = Future()
-            threading.Thread(
-                target=_load_into, args=(_loading,), name="redraft-model-load"
-            ).start()
+            threading.Thread(target=_load_into, args=(_loading,), name="redraft-model-load").start()
         return _loading
 
 
