@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from redraft.config import RefinerConfig, Role
 from redraft.endpoints import CallPolicy, endpoint_of, policy_of, set_policy
-from redraft.model_output import OutputNotParsedError, raw_text, read_output
+from redraft.model_output import OutputNotParsedError, raw_text, read_output, wire_schema
 from redraft.prompt_budget import Prompt, fit
 from redraft.state import AgentUsage, Usage
 
@@ -231,8 +231,9 @@ def structured_runnable(model: BaseChatModel, schema: type[BaseModel], method: s
     key = (id(model), schema, method)
     cached = _structured.get(key)
     if cached is None:
-        spec = schema.model_json_schema()
-        runnable = model.with_structured_output(spec, method=method, include_raw=True)
+        runnable = model.with_structured_output(
+            wire_schema(schema), method=method, include_raw=True
+        )
         if len(_structured) >= STRUCTURED_CACHE:
             _structured.clear()
         cached = _structured[key] = (model, runnable)
@@ -247,7 +248,7 @@ def with_schema_in_prompt(
     messages: list[BaseMessage], schema: type[BaseModel]
 ) -> list[BaseMessage]:
     """json_mode asks only for JSON: the schema itself goes at the end of the last message."""
-    spec = json.dumps(schema.model_json_schema(), separators=(",", ":"))
+    spec = json.dumps(wire_schema(schema), separators=(",", ":"))
     note = f"\n\nAnswer with one JSON object, nothing else, that follows this JSON schema:\n{spec}"
     last = messages[-1]
     return [*messages[:-1], last.model_copy(update={"content": f"{last.text}{note}"})]
@@ -393,7 +394,7 @@ async def stream_structured(
     if method == "auto" and endpoint.mode is None:
         return await call_structured(model, schema, prompt, agent=agent, method=method)
     mode = modes[0]
-    runnable = model.with_structured_output(schema.model_json_schema(), method=mode)
+    runnable = model.with_structured_output(wire_schema(schema), method=mode)
     messages = fit(
         prompt,
         endpoint.prompt_budget(policy),

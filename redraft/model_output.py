@@ -9,6 +9,7 @@ wrong answer is never invented.
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage
@@ -147,3 +148,31 @@ def _number(value: int | float | str) -> float | int | None:
         return float(str(value).strip().rstrip("%"))
     except ValueError:
         return None
+
+
+@cache
+def wire_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The output schema as sent to a model: every `$ref` written out in place, no `$defs`.
+
+    Servers turn schemas into grammars, and not every converter follows references:
+    llama-cpp-python's fails on a nullable reference ("failed to parse grammar"), and its server
+    then dies. A schema without references reads the same everywhere.
+    """
+    spec = schema.model_json_schema()
+    defs = spec.pop("$defs", {})
+
+    def inline(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name in seen:
+                    raise ValueError(f"{schema.__name__}: recursive schema ({name})")
+                extra = {k: v for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[name], (*seen, name)), **extra}
+            return {k: inline(v, seen) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(item, seen) for item in node]
+        return node
+
+    return inline(spec, ())

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
+from redraft.model_output import wire_schema
+
 CHARS_PER_TOKEN = 3.0
 TOKENS_PER_MESSAGE = 8  # the chat template's role markers and separators
 KEEP_PASSAGES = 3
@@ -96,7 +98,7 @@ def estimate_tokens(messages: Sequence[BaseMessage], schema: Any = None) -> int:
     """Tokens the messages (and a JSON schema sent along, as function calling does) take."""
     chars = sum(len(_text(m)) for m in messages)
     if schema is not None:
-        spec = schema.model_json_schema() if isinstance(schema, type) else schema
+        spec = wire_schema(schema) if isinstance(schema, type) else schema
         chars += len(json.dumps(spec))
     return int(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
 

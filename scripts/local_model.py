@@ -132,8 +132,9 @@ def serve(
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context),
         "--n_threads", threads, "--n_threads_batch", threads,
     ]  # fmt: skip
-    sink = log.open("ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    with contextlib.ExitStack() as files:
+        sink = files.enter_context(log.open("ab")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + ready_timeout_s
@@ -153,8 +154,6 @@ def serve(
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        if log:
-            sink.close()  # type: ignore[union-attr]
 
 
 def main(argv: list[str] | None = None) -> int:
