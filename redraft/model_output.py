@@ -152,11 +152,13 @@ def _number(value: int | float | str) -> float | int | None:
 
 @cache
 def wire_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """The output schema as sent to a model: every `$ref` written out in place, no `$defs`.
+    """The output schema as sent to a model: every `$ref` written out in place, no `$defs`,
+    no `maxLength`.
 
-    Servers turn schemas into grammars, and not every converter follows references:
-    llama-cpp-python's fails on a nullable reference ("failed to parse grammar"), and its server
-    then dies. A schema without references reads the same everywhere.
+    Servers turn schemas into grammars, and llama-cpp-python's server dies on a grammar it
+    cannot parse ("failed to parse grammar"): a `maxLength` of a few hundred becomes rules
+    nested that deep, and not every converter follows references. Lengths are still checked:
+    `read_output` validates against the full schema.
     """
     spec = schema.model_json_schema()
     defs = spec.pop("$defs", {})
@@ -170,7 +172,7 @@ def wire_schema(schema: type[BaseModel]) -> dict[str, Any]:
                     raise ValueError(f"{schema.__name__}: recursive schema ({name})")
                 extra = {k: v for k, v in node.items() if k != "$ref"}
                 return {**inline(defs[name], (*seen, name)), **extra}
-            return {k: inline(v, seen) for k, v in node.items()}
+            return {k: inline(v, seen) for k, v in node.items() if k != "maxLength"}
         if isinstance(node, list):
             return [inline(item, seen) for item in node]
         return node
