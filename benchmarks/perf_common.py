@@ -51,6 +51,8 @@ KNOWLEDGE = [
 ]
 CHITCHAT = "Thanks a lot, that's all for today!"
 """The turn for zero critics under the router (the router chooses none for small talk)."""
+CHITCHAT_DRAFT = "You're welcome, take care!"
+"""Small talk's draft: the router reads the draft too (a dose in it would be worth checking)."""
 
 DRAFT = (
     "Yes, you can take 100 mg of sertraline this week. Doubling the dose will make it work "
@@ -137,7 +139,7 @@ class Scriptable(Protocol):
 def script_turn(provider: Scriptable, aspects: Sequence[str], verdict: str = "revise") -> None:
     """Default answers for one kind of turn: the planner chooses `aspects`; every critic (and
     each sequential step, and self-refine) gives `verdict`; the editor rewrites."""
-    provider.set_default("responder", DRAFT)
+    provider.set_default("responder", DRAFT if aspects else CHITCHAT_DRAFT)
     provider.set_default("planner", plan(aspects))
     for aspect in ASPECTS:
         provider.set_default(aspect, critique(aspect, verdict))

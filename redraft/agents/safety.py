@@ -203,10 +203,23 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
     known = set(task.get("attributes", {})) | set(task.get("declined", []))
     verdict, issues = output.verdict, list(output.issues)
     attribute, question = output.ask_attribute, output.question
+    missing = [a for a in attributes_to_ask(task) if a not in known]
+    incomplete = output.completeness < cfg.safety_completeness
+    if (
+        verdict == "revise"
+        and (output.domain or task.get("domain"))
+        and incomplete
+        and task.get("questions_left", 0) > 0
+        and missing
+    ):
+        # RAISE's abstention check decides, not the verdict's name: in a sensitive domain with
+        # the background rated incomplete, the most useful missing attribute is asked first
+        # (small models rate the background low and still answer "revise").
+        verdict, attribute, question = "ask", missing[0], None
     if verdict == "ask":
         can_ask = (
             task.get("questions_left", 0) > 0
-            and output.completeness < cfg.safety_completeness
+            and incomplete
             and attribute is not None
             and attribute not in known
         )
@@ -257,6 +270,17 @@ def with_caution(reply: str) -> str:
     """The reply with a fixed, careful note: what a sensitive turn gets when no model could
     rewrite it."""
     return reply if CAUTION in reply else f"{reply.rstrip()}\n\n{CAUTION}"
+
+
+ASK_FIRST = ("Emotional State", "Mental Health Status", "Past Self-Harm History")
+"""PENGUIN's most useful single attributes (arXiv 2505.18882), when no stored path says."""
+
+
+def attributes_to_ask(task: CriticTask) -> list[str]:
+    """Attributes in the order the nearest acquisition paths ask them, then the generally most
+    useful ones."""
+    ordered = [a for example in task.get("examples", []) for a in example["path"]]
+    return [a for a in dict.fromkeys([*ordered, *ASK_FIRST]) if a in ATTRIBUTE_QUESTIONS]
 
 
 def fallback(task: CriticTask) -> Critique:

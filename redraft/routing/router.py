@@ -43,6 +43,7 @@ from redraft.routing.signals import (
     follow_up_cue,
     is_elliptical,
     overlap,
+    signs_off,
     switches_topic,
 )
 from redraft.state import DOMAINS
@@ -460,6 +461,8 @@ class Router:
         history = " ".join([*earlier_users, *replies])
         if switches_topic(query):
             return 0.1 * (1.0 - small_talk), "the user changes the topic", False
+        if signs_off(query) and not (draft and draft_against_history(draft, history)[1]):
+            return 0.1 * (1.0 - small_talk), "the user thanks or says goodbye", False
         cue = follow_up_cue(query)
         answers = answers_question(query, replies[-1])
         # Words of the assistant's last reply taken up again ("Do I need the crampons ...").

@@ -124,6 +124,19 @@ def distress_cue(text: str) -> str | None:
     return match.group(0) if match else None
 
 
+_SIGN_OFF = re.compile(
+    r"^\W*(?:thanks|thank you|thx|cheers|bye|goodbye|see you|good ?night|that'?s all|"
+    r"that is all|have a (?:good|nice) (?:day|one))\b[^?]*$",
+    re.IGNORECASE,
+)
+
+
+def signs_off(text: str) -> bool:
+    """Whether the message only thanks or says goodbye ("Thanks a lot, that's all for
+    today!"): it leans on nothing that a reply could contradict. A question is not one."""
+    return _SIGN_OFF.search(text.strip()) is not None
+
+
 def switches_topic(text: str) -> bool:
     """Whether the message says it leaves the earlier topic ("Unrelated, but ...")."""
     return _TOPIC_SWITCH.search(text) is not None
