@@ -161,6 +161,16 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _retry_after(exc: BaseException | None) -> float:
+    """The wait a 429 or 503 asks for (`Retry-After` in seconds), at most a minute."""
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return min(60.0, max(0.0, float(value))) if value is not None else 0.0
+    except ValueError:  # an HTTP date: the backoff stands
+        return 0.0
+
+
 def _retryable(exc: BaseException) -> bool:
     import openai
 
@@ -189,7 +199,8 @@ async def send(
     error: BaseException | None = None
     for attempt in range(tries):
         if attempt:
-            await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+            backoff = min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            await asyncio.sleep(max(backoff, _retry_after(error)))
         slot = endpoint.slot(policy)
         try:
             if slot is not None:
