@@ -94,16 +94,21 @@ def slot_request(slot: str, tmp_path) -> tuple[dict, dict, list]:
 SLOTS = ("persona", "knowledge", "tool", "history", "retriever")
 
 
+async def turn_with(provider, http_config, tmp_path, slot: str, *, anywhere: bool):
+    """One turn, every critic on, with PLANTED in `slot` and an obeying upstream."""
+    for agent in ("planner", "factuality", "personalization", "coherence", "safety", "editor"):
+        provider.set_default(agent, obeying(anywhere=anywhere))
+    request, overrides, retrievers = slot_request(slot, tmp_path)
+    config = http_config(planner="all", **overrides)
+    async with Refiner(config, retrievers=retrievers) as refiner:
+        return await refiner.arefine(request)
+
+
 @pytest.mark.parametrize("slot", SLOTS)
 async def test_an_upstream_that_obeys_the_end_of_its_prompt_is_not_steered(
     provider, http_config, tmp_path, slot
 ):
-    for agent in ("planner", "factuality", "personalization", "coherence", "safety", "editor"):
-        provider.set_default(agent, obeying(anywhere=False))
-    request, overrides, retrievers = slot_request(slot, tmp_path)
-    config = http_config(planner="all", **overrides)
-    async with Refiner(config, retrievers=retrievers) as refiner:
-        result = await refiner.arefine(request)
+    result = await turn_with(provider, http_config, tmp_path, slot, anywhere=False)
     assert "PWNED" not in result.reply
     assert not any(d.step == "output_check" for d in result.degraded or [])
     for call in provider.calls:
@@ -115,12 +120,7 @@ async def test_an_upstream_that_obeys_the_end_of_its_prompt_is_not_steered(
 async def test_an_upstream_that_obeys_anywhere_is_caught_by_the_output_check(
     provider, http_config, tmp_path, slot
 ):
-    for agent in ("planner", "factuality", "personalization", "coherence", "safety", "editor"):
-        provider.set_default(agent, obeying(anywhere=True))
-    request, overrides, retrievers = slot_request(slot, tmp_path)
-    config = http_config(planner="all", **overrides)
-    async with Refiner(config, retrievers=retrievers) as refiner:
-        result = await refiner.arefine(request)
+    result = await turn_with(provider, http_config, tmp_path, slot, anywhere=True)
     if not any("PWNED" in last_text(c) for c in provider.calls_for("editor")):
         pytest.fail(f"the {slot} slot never reached the editor: the test proves nothing")
     assert result.reply == DRAFT and not result.changed
