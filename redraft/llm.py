@@ -224,6 +224,8 @@ async def send(
                 raise
             error = exc
     assert error is not None
+    if _status(error) is not None:
+        raise error  # the server answered: its own error says what went wrong
     raise ProviderCallError(
         f"{agent}: {endpoint.name}: {type(error).__name__}: {error} "
         f"({tries} {'try' if tries == 1 else 'tries'})"

@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 (graph schemas)
 
 from redraft.config import Aspect, Domain
@@ -92,6 +101,13 @@ class Message(BaseModel):
     parts: list[dict[str, Any]] | None = Field(None, max_length=MAX_PARTS)
     # last, so that its checks see the role and the tool calls (and errors name `content`)
     content: str = ""
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A plain message dumps as `{"role", "content"}`, as before tools: the fields only tool
+        turns have are left out when empty, so stored threads and case hashes keep their form."""
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in ("role", "content")}
 
     @model_validator(mode="before")
     @classmethod

@@ -94,7 +94,7 @@ async def judge_reply(
     context: JudgeContext,
     reply: str,
     *,
-    method: str = "auto",
+    method: str = "json_schema",
     agent: str = AGENT,
 ) -> JudgeOutput:
     """Score `reply` on every dimension (one structured call). `agent` names the call in usage
