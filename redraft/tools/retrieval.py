@@ -149,7 +149,7 @@ async def turn_evidence(
         # A turn with a deadline does not wait for the embedding model to load.
         load = config.deadline_s is None
         # Bounded like a search: a database that does not answer must not hold the turn.
-        if config.database_url:
+        if config.database_url and config.kb != "off":
             outage_of(config.database_url).check()
         kb = await within(
             asyncio.to_thread(configured_knowledge_base, config, load=load),
