@@ -346,10 +346,10 @@ def serve(
         raise ValueError(missing)  # every turn would fail: say what to set, and do not start
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
+    configure_logging(config.log_level)  # to stderr, as JSON lines
     if server.workers == 1:
-        app: Any = create_app(config, server)  # configures logging (to stderr)
+        app: Any = create_app(config, server)
     else:
-        configure_logging(config.log_level)
         # The workers are spawned: they read their settings from the environment.
         os.environ["REDRAFT_PRELOAD"] = "true" if server.preload else "false"
         app = f"{__name__}:app_from_environment"
@@ -390,4 +390,6 @@ def missing_provider(config: RefinerConfig) -> str | None:
 
 def app_from_environment() -> FastAPI:
     """The app of one `serve --workers` process, with the settings of the environment."""
-    return create_app(RefinerConfig(), ServerConfig())
+    config = RefinerConfig()
+    configure_logging(config.log_level)  # a spawned process starts without the parent's
+    return create_app(config, ServerConfig())
