@@ -231,7 +231,10 @@ def labelled(router: Router, rows: list[dict[str, Any]]) -> dict[str, Any]:
         category["ok"] += ok
         if not ok:
             misses.append({"id": row["id"], "chosen": sorted(chosen), **want})
-    share = lambda a, b: round(totals[a] / totals[b], 3) if totals[b] else None  # noqa: E731
+
+    def share(part: str, whole: str) -> float | None:
+        return round(totals[part] / totals[whole], 3) if totals[whole] else None
+
     return {
         "cases": len(rows),
         "followups_to_coherence": f"{totals['followups_coherence']} of {totals['followups']}",
