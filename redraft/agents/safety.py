@@ -37,7 +37,7 @@ from redraft.state import (
     SafetyDetails,
 )
 from redraft.tools.acquisition_paths import PathLibrary, read_paths
-from redraft.tools.embeddings import get_embeddings, wait_for_model
+from redraft.tools.embeddings import EmbeddingsNotInstalledError, get_embeddings, wait_for_model
 
 log = structlog.get_logger("redraft.safety")
 
@@ -151,7 +151,9 @@ def path_library(cfg: RefinerConfig) -> PathLibrary | None:
         except Exception as exc:  # no local model and no provider: fall back to domain priors
             if str(exc) not in _unavailable_said:  # said once per process, not every turn
                 _unavailable_said.add(str(exc))
-                log.warning("safety.paths_unavailable", reason=str(exc))
+                # A base install (no `embeddings` extra) is expected to lack it: not a warning.
+                said = log.info if isinstance(exc, EmbeddingsNotInstalledError) else log.warning
+                said("safety.paths_unavailable", reason=str(exc))
             return None
         paths = read_paths() + (read_paths(cfg.safety_paths) if cfg.safety_paths else [])
         _libraries[key] = PathLibrary(paths, embeddings)
