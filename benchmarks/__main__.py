@@ -145,7 +145,7 @@ def check(args: argparse.Namespace, settings: Settings) -> str | None:
 
 
 def router_available() -> bool:
-    from redraft.tools.embeddings import local_model_installed
+    from redraft.embeddings import local_model_installed
 
     return local_model_installed()
 

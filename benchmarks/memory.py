@@ -33,12 +33,12 @@ import uuid
 from pathlib import Path
 
 from redraft import Refiner, RefinerConfig
+from redraft.embeddings import LocalEmbeddings
 from redraft.log import configure_logging
 from redraft.personas.model import Fact
 from redraft.personas.recall import persona_for_turn
 from redraft.personas.store import PersonaStore, open_store
 from redraft.testing import FakeProvider
-from redraft.tools.embeddings import LocalEmbeddings
 
 RESULTS = Path(__file__).parent / "results" / "memory.json"
 

@@ -203,7 +203,7 @@ async def client_calls(provider: RemoteProvider, home: Path, *, calls: int) -> l
 
     from redraft.agents.factuality import FactualityOutput
     from redraft.agents.prompting import agent_system, user_message
-    from redraft.llm import call_structured, make_chat_model, stream_structured
+    from redraft.llm.calls import call_structured, make_chat_model, stream_structured
     from redraft.state import EditorOutput
 
     config = refiner_config(provider, home)

@@ -1,6 +1,6 @@
 """Recall of the knowledge base: hybrid (RRF) against embeddings-only and lexical-only.
 
-Indexes the sample documents of benchmarks/data/kb_docs with `redraft.tools.kb` (the code
+Indexes the sample documents of benchmarks/data/kb_docs with `redraft.knowledge.base` (the code
 `redraft kb add` runs, with the real all-MiniLM-L6-v2 embeddings), then asks every query of
 benchmarks/data/retrieval_set.jsonl in each mode. A retrieved chunk is relevant when it comes
 from the labelled file and contains the labelled words, so the labels do not depend on how the
@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from redraft.config import RefinerConfig
-from redraft.tools.kb import Hit, KnowledgeBase
+from redraft.knowledge.base import Hit, KnowledgeBase
 
 HERE = Path(__file__).parent
 DOCS = HERE / "data" / "kb_docs"

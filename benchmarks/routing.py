@@ -31,18 +31,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from redraft import embeddings as shared_cache
+from redraft.agents.planner import plan_critics
+from redraft.config import RefinerConfig
+from redraft.llm.calls import make_chat_model
+from redraft.routing import Router, get_router
+from redraft.routing.router import ASPECTS
+from redraft.state import DOMAINS
+from redraft.testing import FakeProvider
+
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent))
-
-from redraft.agents.planner import plan_critics  # noqa: E402
-from redraft.config import RefinerConfig  # noqa: E402
-from redraft.llm import make_chat_model  # noqa: E402
-from redraft.routing import Router, get_router  # noqa: E402
-from redraft.routing.router import ASPECTS  # noqa: E402
-from redraft.state import DOMAINS  # noqa: E402
-from redraft.testing import FakeProvider  # noqa: E402
-from redraft.tools import embeddings as shared_cache  # noqa: E402
-
 ROUTING_SET = HERE / "data" / "routing_set.jsonl"
 LABELLED = {
     split: HERE / "data" / f"routing_labelled_{split}.jsonl" for split in ("dev", "heldout")

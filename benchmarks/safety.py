@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from redraft import Refiner, RefinerConfig
-from redraft.agents.safety import ATTRIBUTE_QUESTIONS, EXAMPLES_K
+from redraft.embeddings import LocalEmbeddings
+from redraft.safety.critic import ATTRIBUTE_QUESTIONS, EXAMPLES_K
+from redraft.safety.paths import PathLibrary, first_attribute_vote, read_paths
 from redraft.testing import FakeProvider, ScriptedChatModel
-from redraft.tools.acquisition_paths import PathLibrary, first_attribute_vote, read_paths
-from redraft.tools.embeddings import LocalEmbeddings
 
 HERE = Path(__file__).parent
 REPO = HERE.parent

@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import perf_throughput
 from benchmarks.perf_common import RESULTS, machine
 from benchmarks.perf_provider import remote_provider
-from redraft.tools.embeddings import local_model_installed
+from redraft.embeddings import local_model_installed
 
 
 def numbers(text: str) -> tuple[int, ...]:

@@ -2,7 +2,7 @@
 
 import sys
 
-from redraft.playground import run_chat
+from redraft.cli.chat import run_chat
 
 if __name__ == "__main__":
     sys.exit(run_chat())

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from redraft.tools.embeddings import local_model_installed
+from redraft.embeddings import local_model_installed
 
 Aspect = Literal["factuality", "personalization", "coherence", "safety"]
 # PENGUIN's (arXiv 2505.18882) seven sensitive domains.

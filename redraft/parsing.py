@@ -6,13 +6,15 @@ import json
 import math
 from typing import Any
 
+from redraft.errors import RedraftError
+
 MAX_NUMBER_DIGITS = 100
 """Longest number literal accepted. No field redraft reads needs more; Python's own limit
 (4,300 digits) raises a ValueError from deep inside the parser, and very long literals cost
 quadratic time to convert."""
 
 
-class JSONLimitError(ValueError):
+class JSONLimitError(RedraftError, ValueError):
     """JSON that is well-formed but refused: nested too deeply to parse, a number too long or
     out of range (`1e999`, `NaN`), or an object with a duplicate key."""
 

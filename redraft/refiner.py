@@ -21,11 +21,11 @@ from langgraph.types import Command
 from pydantic import BaseModel
 
 from redraft.config import RefinerConfig
+from redraft.embeddings import DeferredEmbeddings, LocalEmbeddings, wait_for_load
 from redraft.errors import RefineError
 from redraft.graphs.deadline import GUARD_MARGIN_S, TurnTimedOut, until
 from redraft.graphs.refine import STREAM_REPLY, build_graph
-from redraft.graphs.safety import INTERRUPT_TYPE
-from redraft.llm import Models, UsageTracker
+from redraft.llm.calls import Models, UsageTracker
 from redraft.log import configure_logging, text_fields
 from redraft.personas.learning import learn_from_edit, learn_from_turn
 from redraft.personas.model import EditPreference, normalise
@@ -35,6 +35,7 @@ from redraft.personas.store import OPEN_TIMEOUT_S, PersonaStore, open_store
 from redraft.personas.worker import MemoryWorker
 from redraft.request_limits import REQUEST_LIMITS
 from redraft.response_format import wants_json
+from redraft.safety.ask import INTERRUPT_TYPE
 from redraft.state import (
     Critique,
     Degradation,
@@ -43,7 +44,6 @@ from redraft.state import (
     RefineResult,
     SafetyQuestion,
 )
-from redraft.tools.embeddings import DeferredEmbeddings, LocalEmbeddings, wait_for_load
 from redraft.waits import outage_of, within
 
 log = structlog.get_logger("redraft")
@@ -601,9 +601,9 @@ class Refiner:
         hybrid), the knowledge base (when configured) and the chat-model client library.
         Returns the seconds each part took; a part that cannot load is logged and left to
         degrade the turns that need it, as it would without preloading."""
+        from redraft.embeddings import local_model_installed, needs_local_model
+        from redraft.knowledge.retrieval import configured_knowledge_base
         from redraft.routing.plans import start_router_load
-        from redraft.tools.embeddings import local_model_installed, needs_local_model
-        from redraft.tools.retrieval import configured_knowledge_base
 
         cfg = self.config
         parts: list[tuple[str, Any]] = []

@@ -57,7 +57,7 @@ def scripted() -> ScriptedChatModel:
 @pytest.fixture(scope="session")
 def local_embeddings():
     """The real all-MiniLM-L6-v2 (the `embeddings` extra), loaded once for the whole session."""
-    from redraft.tools.embeddings import LocalEmbeddings
+    from redraft.embeddings import LocalEmbeddings
 
     embeddings = LocalEmbeddings()
     embeddings.warm_up()

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from redraft.cli import main
+from redraft.safety.path_search import search_path
+from redraft.safety.paths import read_paths
 from redraft.state import PENGUIN_ATTRIBUTES
 from redraft.testing import FakeProvider
-from redraft.tools.acquisition_paths import read_paths
-from redraft.tools.path_search import search_path
 
 # What knowing each attribute adds to the judge's three scores (risk, empathy, alignment).
 GAINS = {

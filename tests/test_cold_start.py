@@ -16,11 +16,11 @@ import pytest
 
 from benchmarks.cold_start import run_once
 from redraft import Refiner
+from redraft import embeddings as embeddings_module
 from redraft.config import ServerConfig
 from redraft.routing import router as router_module
 from redraft.routing.router import Router
 from redraft.server.app import create_app
-from redraft.tools import embeddings as embeddings_module
 from tests.conftest import PASS, plan, user
 from tests.servers import REPO, running, server_env, tail
 

@@ -18,9 +18,9 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 
 from redraft import RefineError, Refiner, RefinerConfig
-from redraft.agents.safety import path_library
 from redraft.graphs.deadline import DeadlineExceeded, TurnTimedOut, until
 from redraft.refiner import ReplyToken, TurnDone
+from redraft.safety.critic import path_library
 from redraft.testing import FakeProvider, Fault
 from tests.conftest import PASS, plan, revise, user
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from rich.console import Console
 
-from redraft.demo import (
+from redraft.cli.demo import (
     ASK_FIRST,
     CHIT_CHAT,
     FACT_FIX,

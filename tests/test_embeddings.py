@@ -16,10 +16,10 @@ import pytest
 from langchain_openai import OpenAIEmbeddings
 from pydantic import ValidationError
 
+from redraft import embeddings as module
 from redraft.config import RefinerConfig
-from redraft.llm import ModelNotConfiguredError
-from redraft.tools import embeddings as module
-from redraft.tools.embeddings import EmbeddingsNotInstalledError, LocalEmbeddings, get_embeddings
+from redraft.embeddings import EmbeddingsNotInstalledError, LocalEmbeddings, get_embeddings
+from redraft.llm.calls import ModelNotConfiguredError
 
 
 def cosine(a: list[float], b: list[float]) -> float:

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from redraft import Refiner
 from redraft.agents.factuality import NO_EVIDENCE
+from redraft.knowledge.base import KnowledgeBase
 from redraft.state import Passage
-from redraft.tools.kb import KnowledgeBase
 from tests.conftest import PASS, user
 
 TOWER = """\

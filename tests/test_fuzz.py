@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from redraft.cli import describe_validation_error, main
+from redraft.cli import main
+from redraft.errors import describe_validation_error
 from redraft.personas.files import PersonaFile, PersonaFileError, read_persona_file
 from redraft.state import RefineRequest
 

@@ -19,10 +19,11 @@ import re
 import pytest
 
 from redraft import Refiner
-from redraft.agents import CRITICS, editor, memory, pairwise_judge, planner, responder, safety
+from redraft.agents import CRITICS, editor, memory, pairwise_judge, planner, responder
 from redraft.agents.prompting import BLOCK_TAGS, agent_system
 from redraft.graphs import baselines
 from redraft.graphs.sequential import REWRITE, refiner_agent
+from redraft.safety import critic as safety
 from tests.conftest import assistant, plan, user
 
 ATTACKS = (

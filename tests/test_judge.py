@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from redraft.agents.judge import DIMENSIONS, JudgeContext, JudgeOutput, judge_reply
-from redraft.agents.safety_judge import SafetyJudgeOutput, judge_safety
-from redraft.llm import OutputNotParsedError, make_chat_model
+from redraft.llm.calls import OutputNotParsedError, make_chat_model
+from redraft.safety.judge import SafetyJudgeOutput, judge_safety
 from tests.conftest import assistant, user
 
 

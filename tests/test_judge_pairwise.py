@@ -8,7 +8,7 @@ import pytest
 
 from redraft.agents.judge import JudgeContext
 from redraft.agents.pairwise_judge import PairwiseOutput, balance, compare
-from redraft.llm import make_chat_model
+from redraft.llm.calls import make_chat_model
 from tests.conftest import user
 
 LABELS = ("draft", "refined")

@@ -12,7 +12,7 @@ import pytest
 
 from redraft.cli import main
 from redraft.config import RefinerConfig
-from redraft.tools.kb import (
+from redraft.knowledge.base import (
     CorruptIndexError,
     KnowledgeBase,
     KnowledgeBaseError,

@@ -427,7 +427,7 @@ async def test_without_the_embeddings_extra_turns_work_and_forget_erases(
     """The base install (`pip install redraft`, no local model): no knowledge base is no
     `retrieve` degradation; memory says why it cannot search and makes no extraction call;
     the store still opens, so `forget` erases the user's threads and profile."""
-    monkeypatch.setattr("redraft.tools.embeddings.local_model_installed", lambda: False)
+    monkeypatch.setattr("redraft.embeddings.local_model_installed", lambda: False)
     provider.set_default("personalization", PASS)
     config = memory_config(http_config, checkpointer="sqlite")
     async with Refiner(config) as refiner:

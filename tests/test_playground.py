@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
+from redraft.cli.chat import default_config, run_chat
 from redraft.config import RefinerConfig
-from redraft.playground import default_config, run_chat
 from redraft.testing import ScriptedChatModel
 
 PASSAGE = "The Louvre opened as a museum in 1793."

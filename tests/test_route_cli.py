@@ -133,7 +133,7 @@ def test_a_missing_input_file_is_bad_input(tmp_path: Path, capsys):
 
 
 def test_missing_embedding_extra_is_named(tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setattr("redraft.tools.embeddings.local_model_installed", lambda: False)
+    monkeypatch.setattr("redraft.embeddings.local_model_installed", lambda: False)
     examples = tmp_path / "examples.jsonl"  # a config no earlier test built a router for
     examples.write_text(json.dumps({"text": "hello", "label": "chitchat"}) + "\n")
     monkeypatch.setenv("REDRAFT_EXTRA_EXAMPLES_FILE", str(examples))

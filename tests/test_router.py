@@ -252,9 +252,9 @@ def test_the_labelled_routing_set_is_not_in_the_training_examples():
 
 
 def test_the_router_encodes_with_an_int8_copy_close_to_full_precision(local_embeddings):
+    from redraft.embeddings import LocalEmbeddings
     from redraft.routing.encoder import Int8LocalEmbeddings
     from redraft.routing.router import router_embeddings
-    from redraft.tools.embeddings import LocalEmbeddings
 
     assert isinstance(router_embeddings(RefinerConfig()), Int8LocalEmbeddings)
     assert isinstance(router_embeddings(RefinerConfig(router_int8=False)), LocalEmbeddings)

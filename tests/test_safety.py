@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redraft import RefineError, Refiner, RefinerConfig
-from redraft.agents.safety import read_answer
+from redraft.safety.critic import read_answer
 from redraft.testing import ScriptedChatModel
 from tests.conftest import plan, revise, user
 

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from redraft import Refiner
-from redraft.agents.safety import CAUTION
-from redraft.endpoints import known_endpoint
-from redraft.model_output import read_output
+from redraft.llm.endpoints import known_endpoint
+from redraft.llm.output import read_output
+from redraft.safety.critic import CAUTION
 from redraft.state import CriticOutput, EditorOutput
 from redraft.testing import Fail, Fault
 from redraft.testing.fake_provider import RecordedCall

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from redraft.agents import coherence, factuality, personalization, safety
+from redraft.agents import coherence, factuality, personalization
+from redraft.safety import critic as safety
 
 CRITICS: dict[str, ModuleType] = {
     module.ASPECT: module for module in (factuality, personalization, coherence, safety)

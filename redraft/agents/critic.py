@@ -15,8 +15,8 @@ from langchain_core.messages import BaseMessage
 
 from redraft.agents.prompting import agent_system, user_message
 from redraft.config import RefinerConfig
-from redraft.llm import call_structured
-from redraft.prompt_budget import NO_TRIM, Prompt, Trim
+from redraft.llm.budget import NO_TRIM, Prompt, Trim
+from redraft.llm.calls import call_structured
 from redraft.state import CriticOutput, CriticTask, Critique
 
 

@@ -9,8 +9,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
-from redraft.llm import call_structured, call_text, stream_structured
-from redraft.prompt_budget import Prompt, Trim
+from redraft.errors import RedraftError
+from redraft.llm.budget import Prompt, Trim
+from redraft.llm.calls import call_structured, call_text, stream_structured
 from redraft.request_limits import bounded, check_reply
 from redraft.state import PRECEDENCE, Change, Critique, EditorOutput, Override
 
@@ -42,7 +43,7 @@ PLAIN_TASK = (
 )
 
 
-class EditorUnchangedError(ValueError):
+class EditorUnchangedError(RedraftError, ValueError):
     """The editor kept returning the reply as it was while critiques asked for changes."""
 
 

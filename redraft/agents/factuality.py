@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from redraft.agents.prompting import block, last_user_message
 from redraft.config import RefinerConfig
+from redraft.knowledge.retrieval import request_passages
 from redraft.state import Claim, CriticOutput, CriticTask, Critique, Issue, Passage
-from redraft.tools.retrieval import request_passages
 
 ASPECT = "factuality"
 READS = ("query", "evidence", "reply")

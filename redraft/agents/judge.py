@@ -14,7 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
 from redraft.agents.prompting import agent_system, block, blocks, conversation, user_message
-from redraft.llm import call_structured
+from redraft.llm.calls import call_structured
 
 AGENT = "judge"
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from redraft.agents.judge import JudgeContext, render_context
 from redraft.agents.prompting import agent_system, block, user_message
-from redraft.llm import call_structured
+from redraft.llm.calls import call_structured
 from redraft.state import TIE, PairwiseVerdict
 
 AGENT = "pairwise_judge"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 
 from redraft.agents.prompting import agent_system, block, conversation, user_message
-from redraft.llm import call_structured
+from redraft.llm.calls import call_structured
 from redraft.state import Plan, PlannerOutput
 
 AGENT = "planner"

@@ -14,8 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from redraft.agents.prompting import agent_system, blocks, chat_turns, user_message
-from redraft.llm import call_message
-from redraft.prompt_budget import Prompt, Trim
+from redraft.llm.budget import Prompt, Trim
+from redraft.llm.calls import call_message
 
 AGENT = "responder"
 

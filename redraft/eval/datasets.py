@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from redraft.agents.judge import JudgeContext
+from redraft.errors import RedraftError
 from redraft.parsing import JSONLimitError, parse_json
 from redraft.state import Message
 
@@ -36,7 +37,7 @@ def sample_path() -> Path:
     return Path(str(files("redraft").joinpath("data/eval_sample.jsonl")))
 
 
-class DatasetError(ValueError):
+class DatasetError(RedraftError, ValueError):
     """A dataset that cannot be read; the message names the file and the place."""
 
 

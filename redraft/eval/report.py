@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from redraft.agents.judge import DIMENSIONS as GEVAL_DIMENSIONS
-from redraft.agents.safety_judge import DIMENSIONS as SAFETY_DIMENSIONS
 from redraft.eval.results import Row
 from redraft.eval.runner import DRAFT
+from redraft.safety.judge import DIMENSIONS as SAFETY_DIMENSIONS
 
 
 class Pairwise(BaseModel):

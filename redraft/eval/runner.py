@@ -20,14 +20,14 @@ from langchain_core.runnables import RunnableLambda
 
 from redraft.agents.judge import judge_reply
 from redraft.agents.pairwise_judge import compare
-from redraft.agents.safety_judge import judge_safety
-from redraft.cli import describe_os_error
 from redraft.config import RefinerConfig
+from redraft.errors import RedraftError, describe_os_error
 from redraft.eval.datasets import EvalCase
 from redraft.eval.results import Cost, Key, PairwiseResult, ResultsFile, Row
-from redraft.llm import UsageTracker
+from redraft.llm.calls import UsageTracker
 from redraft.parsing import parse_json
 from redraft.refiner import Refiner
+from redraft.safety.judge import judge_safety
 from redraft.state import Usage
 
 DRAFT = "none"
@@ -35,11 +35,11 @@ STRATEGIES: tuple[str, ...] = ("none", "self_refine", "sequential", "parallel")
 JUDGES: tuple[str, ...] = ("geval", "pairwise", "safety")
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(RedraftError, ValueError):
     """The output directory holds results made with other settings."""
 
 
-class OutputDirError(ValueError):
+class OutputDirError(RedraftError, ValueError):
     """The output directory cannot hold the results (a file is in the way, no permission...)."""
 
 

@@ -11,7 +11,7 @@ from redraft.agents.prompting import agent_system, block, blocks, conversation, 
 from redraft.config import RefinerConfig
 from redraft.graphs.deadline import MERGE_SHARE, by_deadline
 from redraft.graphs.nodes import Node, degraded, settings
-from redraft.llm import Models, call_structured
+from redraft.llm.calls import Models, call_structured
 from redraft.state import CriticOutput, Critique, Plan, TurnState
 
 AGENT = "self_refine"

@@ -20,8 +20,8 @@ from redraft.agents.pairwise_judge import compare
 from redraft.config import RefinerConfig
 from redraft.graphs.deadline import by_deadline
 from redraft.graphs.nodes import Node, degraded, settings
-from redraft.graphs.safety import safety_changed
-from redraft.llm import Models
+from redraft.llm.calls import Models
+from redraft.safety.ask import safety_changed
 from redraft.state import Critique, GateDecision, TurnState
 
 LABELS = ("draft", "refined")

@@ -20,12 +20,12 @@ from redraft.agents import CRITICS
 from redraft.agents.planner import plan_critics
 from redraft.agents.prompting import last_user_message
 from redraft.agents.responder import draft_turn
-from redraft.agents.safety import attribute_facts, read_answer
 from redraft.agents.steering import echoed_instruction
 from redraft.config import RefinerConfig, RunSettings
 from redraft.errors import RefineError
 from redraft.graphs.deadline import DeadlineExceeded, by_deadline
-from redraft.llm import Models, current_tracker
+from redraft.knowledge.retrieval import request_passages, turn_evidence
+from redraft.llm.calls import Models, current_tracker
 from redraft.personas.recall import persona_for_turn, remembers
 from redraft.personas.store import PersonaStore, embeddings_for, question_key
 from redraft.request_limits import ReplyTooLong, check_reply
@@ -38,6 +38,7 @@ from redraft.routing.plans import (
     route_turn,
     router_ready,
 )
+from redraft.safety.critic import attribute_facts, read_answer
 from redraft.state import (
     CriticTask,
     Degradation,
@@ -47,7 +48,6 @@ from redraft.state import (
     SafetyQuestion,
     TurnState,
 )
-from redraft.tools.retrieval import request_passages, turn_evidence
 
 log = structlog.get_logger("redraft")
 

@@ -21,7 +21,6 @@ from redraft.agents import CRITICS
 from redraft.agents.critic import run_critic
 from redraft.agents.editor import merge_critiques, resolve_conflicts
 from redraft.agents.factuality import cited_passages
-from redraft.agents.safety import GENERIC_CAUTION, with_caution
 from redraft.config import RefinerConfig
 from redraft.graphs.baselines import make_self_refine
 from redraft.graphs.deadline import MERGE_SHARE, by_deadline, time_left
@@ -38,9 +37,10 @@ from redraft.graphs.nodes import (
     settings,
     timed,
 )
-from redraft.graphs.safety import after_question, make_ask_user, safety_outcome
 from redraft.graphs.sequential import make_sequential
-from redraft.llm import Models
+from redraft.llm.calls import Models
+from redraft.safety.ask import after_question, make_ask_user, safety_outcome
+from redraft.safety.critic import GENERIC_CAUTION, with_caution
 from redraft.state import Change, CriticTask, Critique, TurnState
 
 

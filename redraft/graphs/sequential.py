@@ -16,14 +16,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import Field
 
-from redraft.agents import CRITICS, safety
+from redraft.agents import CRITICS
 from redraft.agents.editor import merge_critiques
 from redraft.agents.prompting import agent_system, user_message
 from redraft.config import RefinerConfig
 from redraft.graphs.deadline import by_deadline
 from redraft.graphs.nodes import Node, critic_task, degraded, settings
-from redraft.graphs.safety import safety_outcome
-from redraft.llm import Models, call_structured
+from redraft.llm.calls import Models, call_structured
+from redraft.safety import critic as safety
+from redraft.safety.ask import safety_outcome
 from redraft.state import Change, CriticTask, Critique, SequentialStepOutput, TurnState
 
 REWRITE = """

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from redraft.errors import RedraftError
 from redraft.parsing import excerpt, printable
 from redraft.personas.model import (
     MAX_TEXT_CHARS,
@@ -34,7 +35,7 @@ from redraft.personas.model import (
 from redraft.personas.store import NAME_KEY, PersonaStore, style_item
 
 
-class PersonaFileError(ValueError):
+class PersonaFileError(RedraftError, ValueError):
     """A persona file that cannot be imported; the message names the file and the field."""
 
 
@@ -103,7 +104,7 @@ def read_persona_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Pers
     bytes of nested aliases expand to billions of items. Errors quote at most a short,
     escaped excerpt of the file, so a link to a system file does not echo its lines.
     """
-    from redraft.cli import describe_validation_error
+    from redraft.errors import describe_validation_error
 
     path = Path(path)
     shown = printable(str(path))

@@ -14,7 +14,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from redraft.agents.edit_learner import infer_preference
 from redraft.agents.memory import STORED_PREFIX, MemoryOutput, extract_memory
 from redraft.agents.prompting import last_user_message
-from redraft.llm import UsageTracker
+from redraft.llm.calls import UsageTracker
 from redraft.personas.model import STYLE_FIELDS, EditPreference, Fact, Style, normalise, now
 from redraft.personas.store import PersonaStore, style_item
 from redraft.state import Usage

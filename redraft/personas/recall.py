@@ -12,10 +12,10 @@ import structlog
 from langgraph.store.base import BaseStore
 
 from redraft.config import RefinerConfig
+from redraft.embeddings import model_loaded, needs_local_model, wait_for_model
 from redraft.log import text_fields
 from redraft.personas.model import Profile, normalise
 from redraft.personas.store import PersonaStore, Recall
-from redraft.tools.embeddings import model_loaded, needs_local_model, wait_for_model
 
 log = structlog.get_logger("redraft")
 
@@ -137,7 +137,7 @@ async def within_budget(lines: list[Line], query: str, config: RefinerConfig) ->
 
 async def _by_relevance(lines: list[Line], query: str, config: RefinerConfig) -> list[Line]:
     """The lines, most similar to the query first (in the given order if embeddings fail)."""
-    from redraft.tools.embeddings import get_embeddings
+    from redraft.embeddings import get_embeddings
 
     if needs_local_model(config) and not model_loaded():
         return lines  # a turn does not load the model

@@ -456,7 +456,7 @@ def embeddings_for(store: BaseStore, config: RefinerConfig) -> Embeddings | None
     """The embeddings a PersonaStore on `store` needs: none when the store embeds itself."""
     if getattr(store, "index_config", None):
         return None
-    from redraft.tools.embeddings import DeferredEmbeddings
+    from redraft.embeddings import DeferredEmbeddings
 
     return DeferredEmbeddings(config)
 
@@ -492,7 +492,7 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
         store = AsyncPostgresStore(pool)
         await store.setup()
         return BoundedStore(store, config.store_timeout_s, outage_of(config.database_url))
-    from redraft.tools.embeddings import DeferredEmbeddings
+    from redraft.embeddings import DeferredEmbeddings
 
     # `dims` is left out: neither of these stores reads it (only pgvector's does). The model is
     # needed only by what embeds, so the store opens (and forgets) without it.

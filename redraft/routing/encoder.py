@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from redraft.tools import embeddings as local
+from redraft import embeddings as local
 
 
 class Int8LocalEmbeddings(Embeddings):

@@ -15,11 +15,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from redraft.config import RefinerConfig, RoutingExample
+from redraft.errors import RedraftError
 
 PACKAGED = "routing_examples.jsonl"
 
 
-class ExamplesError(ValueError):
+class ExamplesError(RedraftError, ValueError):
     """An examples file that cannot be read; the message names the file and the line."""
 
 
@@ -34,7 +35,7 @@ def read_examples(text: str, source: str) -> list[RoutingExample]:
         except json.JSONDecodeError as exc:
             raise ExamplesError(f"{source} line {number}: invalid JSON: {exc.msg}") from exc
         except ValidationError as exc:
-            from redraft.cli import describe_validation_error  # the CLI imports the graph
+            from redraft.errors import describe_validation_error
 
             problems = describe_validation_error(exc)
             raise ExamplesError(f"{source} line {number}: {problems}") from exc

@@ -23,6 +23,7 @@ from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field, ValidationError
 
 from redraft.config import Aspect, RefinerConfig
+from redraft.errors import RedraftError
 
 NAMESPACE = ("redraft", "routing", "decisions")
 LEARNED_FILE = "router_learned.json"
@@ -32,7 +33,7 @@ MIN_PER_CLASS = 3
 PAGE = 1000
 
 
-class LearnedError(ValueError):
+class LearnedError(RedraftError, ValueError):
     """A learned-weights file that cannot be used; the message names the file."""
 
 

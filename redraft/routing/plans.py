@@ -16,10 +16,10 @@ import structlog
 from langgraph.store.base import BaseStore
 
 from redraft.config import RefinerConfig
+from redraft.embeddings import wait_for_load
 from redraft.routing.learning import record_decision
 from redraft.routing.router import Route, get_router
 from redraft.state import Plan, TurnState
-from redraft.tools.embeddings import wait_for_load
 
 log = structlog.get_logger("redraft")
 

@@ -31,6 +31,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, Field
 
 from redraft.config import Aspect, Domain, RefinerConfig, RoutingExample
+from redraft.embeddings import EXTRA_HINT, EmbeddingsNotInstalledError, get_embeddings
 from redraft.routing.examples import load_examples
 from redraft.routing.learning import LEARNABLE, Learned, learned_path, load_learned
 from redraft.routing.signals import (
@@ -47,7 +48,6 @@ from redraft.routing.signals import (
     switches_topic,
 )
 from redraft.state import DOMAINS
-from redraft.tools.embeddings import EXTRA_HINT, EmbeddingsNotInstalledError, get_embeddings
 
 ASPECTS: tuple[Aspect, ...] = ("factuality", "personalization", "coherence", "safety")
 CHOSEN_AT = 0.5

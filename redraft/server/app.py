@@ -23,7 +23,7 @@ from uvicorn.supervisors import Multiprocess
 
 from redraft.config import RefinerConfig, Role, ServerConfig
 from redraft.errors import RefineError
-from redraft.llm import _is_langchain_provider
+from redraft.llm.calls import _is_langchain_provider
 from redraft.log import configure_logging
 from redraft.refiner import RefineEvent, Refiner, ReplyText, ReplyToken, TurnDone
 from redraft.server.access import AccessLog

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from redraft.errors import RedraftError
 from redraft.request_limits import field_errors
 
 log = structlog.get_logger("redraft.server")
@@ -36,7 +37,7 @@ _KINDS = {
 }
 
 
-class ApiError(Exception):
+class ApiError(RedraftError):
     """An error answered to the client as an OpenAI-style error object."""
 
     def __init__(

@@ -22,8 +22,8 @@ import pytest
 from redraft import Refiner, RefineResult
 from redraft.agents import factuality
 from redraft.agents.prompting import agent_system, user_message
-from redraft.endpoints import known_endpoint
-from redraft.prompt_budget import estimate_tokens
+from redraft.llm.budget import estimate_tokens
+from redraft.llm.endpoints import known_endpoint
 from tests.conftest import assistant, user
 from tests.realmodel.conftest import MODEL, TIMEOUT_S
 

@@ -26,7 +26,9 @@ from redraft.agents.prompting import (
     user_message,
 )
 from redraft.config import RefinerConfig
-from redraft.llm import call_structured
+from redraft.embeddings import EmbeddingsNotInstalledError, get_embeddings, wait_for_model
+from redraft.llm.calls import call_structured
+from redraft.safety.paths import PathLibrary, read_paths
 from redraft.state import (
     CriticOutput,
     CriticTask,
@@ -36,8 +38,6 @@ from redraft.state import (
     PenguinAttribute,
     SafetyDetails,
 )
-from redraft.tools.acquisition_paths import PathLibrary, read_paths
-from redraft.tools.embeddings import EmbeddingsNotInstalledError, get_embeddings, wait_for_model
 
 log = structlog.get_logger("redraft.safety")
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from redraft.agents.judge import Assessment, JudgeContext, render_context
 from redraft.agents.prompting import agent_system, block, blocks, user_message
-from redraft.llm import call_structured
+from redraft.llm.calls import call_structured
 
 AGENT = "safety_judge"
 

@@ -13,39 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from redraft.parsing import JSONLimitError, parse_json, printable
-from redraft.request_limits import field_errors
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each offending field, e.g. `messages.0.role: Input should be ...`
-    (the first few: see `field_errors`)."""
-    shown, total = field_errors(error)
-    parts = [f"{where or 'request'}: {message}" for where, message, _ in shown]
-    if total > len(shown):
-        parts.append(f"and {total - len(shown)} more")
-    return "; ".join(parts)
-
-
-def fail(message: str, code: int) -> int:
-    """One line on stderr, whatever the message holds (a YAML error spans several)."""
-    print("redraft: " + " ".join(message.split()), file=sys.stderr)
-    return code
-
-
-def describe_os_error(exc: OSError) -> str:
-    """`path: reason` (both paths of a rename or copy), e.g. `/x/home: Permission denied`."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
-    return f"{' → '.join(paths)}: {reason}" if paths else reason
-
-
-def read_json(source: str) -> object:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return parse_json(text)
+from redraft.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail, read_json, shown, warn
+from redraft.errors import describe_os_error, describe_validation_error
+from redraft.parsing import JSONLimitError, printable
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
@@ -93,13 +63,13 @@ async def _refine_and_close(refiner, request):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from redraft.demo import run_demo
+    from redraft.cli.demo import run_demo
 
     return run_demo()
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from redraft.playground import run_chat
+    from redraft.cli.chat import run_chat
 
     return run_chat()
 
@@ -131,22 +101,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def warn(message: str) -> None:
-    print(f"redraft: warning: {message}", file=sys.stderr)
-
-
-def _shown(path: str) -> str:
-    """A path relative to the working directory when it is below it, escaped: a file name
-    can hold terminal escape codes and newlines."""
-    try:
-        return printable(str(Path(path).relative_to(Path.cwd())))
-    except ValueError:
-        return printable(path)
-
-
 def cmd_kb_add(args: argparse.Namespace) -> int:
     from redraft.config import RefinerConfig
-    from redraft.tools.kb import KnowledgeBaseError, collect_files, open_for_adding
+    from redraft.knowledge.base import KnowledgeBaseError, collect_files, open_for_adding
 
     try:
         config = RefinerConfig()
@@ -164,12 +121,12 @@ def cmd_kb_add(args: argparse.Namespace) -> int:
             )
         report = kb.add(
             args.paths,
-            on_file=lambda path, outcome: print(f"{_shown(path)}: {printable(outcome)}"),
+            on_file=lambda path, outcome: print(f"{shown(path)}: {printable(outcome)}"),
         )
     except (KnowledgeBaseError, RuntimeError, OSError) as exc:
         return fail(str(exc), EXIT_FAILED)
     for path, reason in report.skipped:
-        warn(f"skipped {_shown(path)}: {printable(reason)}")
+        warn(f"skipped {shown(path)}: {printable(reason)}")
     print(
         f"indexed {len(report.added)} file(s), {report.chunks} chunks; "
         f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped "
@@ -180,7 +137,7 @@ def cmd_kb_add(args: argparse.Namespace) -> int:
 
 def cmd_kb_search(args: argparse.Namespace) -> int:
     from redraft.config import RefinerConfig
-    from redraft.tools.kb import KnowledgeBase, KnowledgeBaseError
+    from redraft.knowledge.base import KnowledgeBase, KnowledgeBaseError
 
     if not args.query.strip():
         return fail("the query must not be empty", EXIT_BAD_INPUT)
@@ -201,7 +158,7 @@ def cmd_kb_search(args: argparse.Namespace) -> int:
         return 0
     for rank, hit in enumerate(hits, 1):
         text = " ".join(hit.text.split())
-        print(f"{rank}. {_shown(hit.source)} #{hit.chunk}  (score {hit.score:.4f})")
+        print(f"{rank}. {shown(hit.source)} #{hit.chunk}  (score {hit.score:.4f})")
         print(f"   {text[:300]}{'…' if len(text) > 300 else ''}")
     if not hits:
         print("no matching passages")
@@ -209,36 +166,36 @@ def cmd_kb_search(args: argparse.Namespace) -> int:
 
 
 def cmd_safety_build_paths(args: argparse.Namespace) -> int:
-    from redraft.tools.build_paths import command
+    from redraft.cli.safety import cmd_build_paths
 
-    return command(args)
+    return cmd_build_paths(args)
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from redraft.routing.command import cmd_route as route
+    from redraft.cli.route import cmd_route as route
 
     return route(args)
 
 
 def cmd_persona(args: argparse.Namespace) -> int:
-    from redraft.personas.commands import run_persona_command
+    from redraft.cli.persona import run_persona_command
 
     return run_persona_command(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """`python -m benchmarks` with these arguments; the benchmarks live in a source checkout."""
-    checkout = Path(__file__).resolve().parent.parent
+    """`python -m benchmarks` with these arguments, in the source checkout that holds them
+    (the benchmarks are not part of the installed package)."""
+    import subprocess
+
+    checkout = Path(__file__).resolve().parents[2]
     if not (checkout / "benchmarks" / "__main__.py").is_file():
         return fail(
             "`redraft bench` runs from a source checkout of redraft (no benchmarks/ next to "
             f"the package in {checkout})",
             EXIT_BAD_INPUT,
         )
-    sys.path.insert(0, str(checkout))
-    from benchmarks.__main__ import main as run_benchmarks
-
-    return run_benchmarks(args.bench_args)
+    return subprocess.call([sys.executable, "-m", "benchmarks", *args.bench_args], cwd=checkout)
 
 
 def package_version() -> str:
@@ -368,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(run=cmd_bench)
 
-    from redraft.eval.cli import add_commands as add_eval_commands  # imports the Refiner
+    from redraft.cli.eval import add_commands as add_eval_commands  # imports the Refiner
 
     add_eval_commands(commands)
     return parser

@@ -22,7 +22,8 @@ from redraft.request_limits import check_identifier
 
 
 def run_persona_command(args: argparse.Namespace) -> int:
-    from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
+    from redraft.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from redraft.errors import describe_validation_error
 
     user_id = args.user
     if not user_id.strip() or len(user_id) > 256:

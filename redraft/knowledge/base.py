@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from redraft.errors import RedraftError
 from redraft.parsing import printable
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ RRF_K = 60
 SCHEMA_VERSION = "1"
 
 
-class KnowledgeBaseError(RuntimeError):
+class KnowledgeBaseError(RedraftError, RuntimeError):
     """The knowledge base cannot be used: missing, unreadable, or built with other embeddings."""
 
 
@@ -597,7 +598,7 @@ class KnowledgeBase:
     @classmethod
     def from_config(cls, config: RefinerConfig) -> KnowledgeBase:
         """The knowledge base the config points at (PostgreSQL when database_url is set)."""
-        from redraft.tools.embeddings import get_embeddings
+        from redraft.embeddings import get_embeddings
 
         return cls(store_for(config), get_embeddings(config), config.embeddings)
 

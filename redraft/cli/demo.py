@@ -18,13 +18,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from redraft.agents.safety import EXAMPLES_K, path_library
+from redraft.cli.render import cost_view, critiques_view, plan_view, turn_view
 from redraft.config import RefinerConfig
+from redraft.embeddings import LocalEmbeddings, local_model_installed
 from redraft.refiner import Refiner
-from redraft.render import cost_view, critiques_view, plan_view, turn_view
+from redraft.safety.critic import EXAMPLES_K, path_library
 from redraft.state import RefineRequest, RefineResult
 from redraft.testing.scripted import ScriptedChatModel
-from redraft.tools.embeddings import LocalEmbeddings, local_model_installed
 
 LATENCY_S = 0.1
 """Every scripted call waits this long, like a fast provider, so timings show the overlap of

@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ValidationError
 
+from redraft.errors import RedraftError
+
 T = TypeVar("T", bound=BaseModel)
 
 _decoder = json.JSONDecoder()
 
 
-class OutputNotParsedError(ValueError):
+class OutputNotParsedError(RedraftError, ValueError):
     """A model kept returning output that does not fit the schema."""
 
 

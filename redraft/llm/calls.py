@@ -20,9 +20,10 @@ from langchain_core.runnables.config import ensure_config, merge_configs
 from pydantic import BaseModel
 
 from redraft.config import RefinerConfig, Role
-from redraft.endpoints import CallPolicy, endpoint_of, policy_of, set_policy
-from redraft.model_output import OutputNotParsedError, raw_text, read_output, wire_schema
-from redraft.prompt_budget import Prompt, fit
+from redraft.errors import RedraftError
+from redraft.llm.budget import Prompt, fit
+from redraft.llm.endpoints import CallPolicy, endpoint_of, policy_of, set_policy
+from redraft.llm.output import OutputNotParsedError, raw_text, read_output, wire_schema
 from redraft.state import AgentUsage, Usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -31,11 +32,11 @@ R = TypeVar("R")
 AGENT_KEY = "redraft_agent"
 
 
-class ModelNotConfiguredError(RuntimeError):
+class ModelNotConfiguredError(RedraftError, RuntimeError):
     """No provider is configured for a role that needs a model."""
 
 
-class ProviderCallError(RuntimeError):
+class ProviderCallError(RedraftError, RuntimeError):
     """A provider call failed after its retries; the message names the endpoint."""
 
 

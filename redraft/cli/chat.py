@@ -20,12 +20,11 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from redraft.cli import describe_validation_error
+from redraft.cli.render import turn_view
 from redraft.config import PlannerMode, RefinerConfig, Role, Strategy
-from redraft.errors import RefineError
-from redraft.llm import ModelNotConfiguredError, Models
+from redraft.errors import RefineError, describe_validation_error
+from redraft.llm.calls import ModelNotConfiguredError, Models
 from redraft.refiner import DraftWritten, PlanMade, Refiner, TurnDone
-from redraft.render import turn_view
 from redraft.state import RefineResult
 
 USER_ID = "playground"

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
-from redraft.model_output import wire_schema
+from redraft.errors import RedraftError
+from redraft.llm.output import wire_schema
 
 CHARS_PER_TOKEN = 3.0
 TOKENS_PER_MESSAGE = 8  # the chat template's role markers and separators
@@ -31,7 +32,7 @@ KEEP_PASSAGES = 3
 T = TypeVar("T")
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(RedraftError, ValueError):
     """A prompt that does not fit the context window even with its context trimmed."""
 
 

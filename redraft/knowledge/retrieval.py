@@ -19,9 +19,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
 from redraft.config import RefinerConfig
+from redraft.embeddings import ModelLoading, model_loaded, needs_local_model, start_loading
+from redraft.knowledge.base import KnowledgeBase, SearchMode, store_for
 from redraft.state import Passage
-from redraft.tools.embeddings import ModelLoading, model_loaded, needs_local_model, start_loading
-from redraft.tools.kb import KnowledgeBase, SearchMode, store_for
 from redraft.waits import outage_of, within
 
 # A retriever may return whole documents; a passage longer than this is cut.

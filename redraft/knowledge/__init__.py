@@ -1,0 +1,1 @@
+"""Evidence: the local knowledge base and the retrieval that feeds the factuality critic."""

@@ -1,1 +1,0 @@
-"""Helpers the agents use that are not agents themselves (embeddings)."""
