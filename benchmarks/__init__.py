@@ -2,5 +2,5 @@
 
 `python -m benchmarks` (or `redraft bench`) runs the performance benchmarks (`perf_*.py`) and
 writes BENCHMARKS.md's performance section; the other modules each measure one feature
-(`python -m benchmarks.safety`, `python benchmarks/retrieval.py`, ...).
+(`python -m benchmarks.safety`, `python -m benchmarks.retrieval`, ...).
 """

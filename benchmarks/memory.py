@@ -13,8 +13,8 @@
    time with and without learning, and the memory agent's calls and tokens per turn
    (FakeProvider counts tokens as words).
 
-    python benchmarks/memory.py
-    python benchmarks/memory.py --database-url postgresql://postgres@127.0.0.1:5432/test
+    python -m benchmarks.memory
+    python -m benchmarks.memory --database-url postgresql://postgres@127.0.0.1:5432/test
 
 Writes benchmarks/results/memory.json and prints Markdown tables.
 """

@@ -6,8 +6,8 @@ benchmarks/data/retrieval_set.jsonl in each mode. A retrieved chunk is relevant 
 from the labelled file and contains the labelled words, so the labels do not depend on how the
 files are chunked.
 
-    python benchmarks/retrieval.py                       # SQLite (FTS5)
-    python benchmarks/retrieval.py --database-url postgresql://postgres@127.0.0.1:5432/test
+    python -m benchmarks.retrieval                       # SQLite (FTS5)
+    python -m benchmarks.retrieval --database-url postgresql://postgres@127.0.0.1:5432/test
 
 Writes benchmarks/results/retrieval[-postgres].json and prints a Markdown table.
 """

@@ -1,7 +1,7 @@
 """The embedding router: accuracy on PENGUIN and on the project's routing set, latency on one
 core, load time, and what the same decisions cost through the LLM planner.
 
-    python benchmarks/routing.py [--penguin ../shared/data/penguin]
+    python -m benchmarks.routing [--penguin ../shared/data/penguin]
 
 - PENGUIN (`queries.jsonl`, 7,000 sensitive queries; a test set, never trained on): sensitive
   recall and domain top-1 / top-2, for the query alone and with the user's profile given as
