@@ -23,7 +23,13 @@ from redraft.config import RefinerConfig, Role
 from redraft.errors import RedraftError
 from redraft.llm.budget import Prompt, fit
 from redraft.llm.endpoints import CallPolicy, endpoint_of, policy_of, set_policy
-from redraft.llm.output import OutputNotParsedError, raw_text, read_output, wire_schema
+from redraft.llm.output import (
+    PARSE_COUNTS,
+    OutputNotParsedError,
+    raw_text,
+    read_output,
+    wire_schema,
+)
 from redraft.state import AgentUsage, Usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -358,9 +364,13 @@ async def _structured_tries(
                 messages = with_schema_in_prompt(messages, schema)
             continue
         try:
-            return read_output(schema, raw_text(out["raw"]))
+            parsed = read_output(schema, raw_text(out["raw"]))
         except ValueError as exc:
+            PARSE_COUNTS.record(agent, mode, parsed=False)
             error = exc
+        else:
+            PARSE_COUNTS.record(agent, mode, parsed=True)
+            return parsed
     raise OutputNotParsedError(f"{agent}: output did not parse after {attempts} tries: {error}")
 
 

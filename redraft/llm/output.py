@@ -26,6 +26,33 @@ class OutputNotParsedError(RedraftError, ValueError):
     """A model kept returning output that does not fit the schema."""
 
 
+class ParseCounts:
+    """How often each agent's structured output parsed, per structured-output mode, for the
+    life of the process: `redraft eval` reports the failure rates (small models differ by
+    mode, and a mode that rarely parses costs a retry per call)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], list[int]] = {}
+
+    def record(self, agent: str, mode: str, *, parsed: bool) -> None:
+        tries_unparsed = self._counts.setdefault((agent, mode), [0, 0])
+        tries_unparsed[0] += 1
+        tries_unparsed[1] += not parsed
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One entry per (agent, mode): outputs read, outputs that did not parse, the rate."""
+        return [
+            {"agent": agent, "mode": mode, "outputs": n, "unparsed": bad, "rate": bad / n}
+            for (agent, mode), (n, bad) in sorted(self._counts.items())
+        ]
+
+    def clear(self) -> None:
+        self._counts.clear()
+
+
+PARSE_COUNTS = ParseCounts()
+
+
 def raw_text(message: BaseMessage) -> str | dict[str, Any]:
     """The structured part of a reply: its first tool call's arguments (already a dict when
     they parsed), else its text."""
