@@ -449,9 +449,12 @@ async def stream_structured(
             raise ValueError("the stream ended without an output")
         final = read_output(schema, end.raw)
     except ValueError:
+        if end.raw is not None:
+            PARSE_COUNTS.record(agent, mode, parsed=False)
         if sent:
             raise OutputNotParsedError(f"{agent}: streamed output did not parse") from None
         return await call_structured(model, schema, prompt, agent=agent, method=method)
+    PARSE_COUNTS.record(agent, mode, parsed=True)
     if getattr(final, field) != sent:
         if not getattr(final, field).startswith(sent):
             raise OutputNotParsedError(f"{agent}: streamed {field} changed while streaming")
