@@ -122,7 +122,7 @@ def tail(log: Path, lines: int = 40) -> str:
 @contextlib.contextmanager
 def redraft_serve(env: Mapping[str, str], log: Path) -> Iterator[str]:
     """`redraft serve --port 0`; yields its base URL once /healthz answers."""
-    args = [sys.executable, "-m", "redraft.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+    args = [sys.executable, "-m", "redraft", "serve", "--host", "127.0.0.1", "--port", "0"]
     with running(args, env, log, pipe_stdout=True) as process:
         url = first_line(process, log).split()[-1]
         wait_until_up(f"{url}/healthz", process, log)

@@ -62,7 +62,7 @@ def test_limits_apply_to_prebuilt_requests():
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "redraft.cli", *args],
+        [sys.executable, "-m", "redraft", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -112,7 +112,7 @@ def test_cli_refines_over_http(provider, tmp_path):
         "REDRAFT_PLANNER": "llm",  # the planner is scripted above; the router has its own tests
     }
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "refine"],
+        [sys.executable, "-m", "redraft", "refine"],
         input=json.dumps({"messages": [user("hello")], "thread_id": "cli"}),
         capture_output=True,
         text=True,
@@ -217,7 +217,7 @@ def test_an_unusable_redraft_home_is_one_line_naming_it(tmp_path):
         "REDRAFT_HOME": str(blocker / "home"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "refine"],
+        [sys.executable, "-m", "redraft", "refine"],
         input=json.dumps({"messages": [user("hello")], "thread_id": "t"}),
         capture_output=True,
         text=True,

@@ -143,7 +143,7 @@ def test_build_paths_resumes_where_it_stopped(endpoint, tmp_path, capsys):
     output = tmp_path / "paths.jsonl"
     # The first run is a process of its own, as a real first run is: langchain-openai keeps one
     # HTTP client per endpoint for the whole process, bound to the event loop that first used it.
-    first = [sys.executable, "-m", "redraft.cli", *BUILD, "--input", str(cases),
+    first = [sys.executable, "-m", "redraft", *BUILD, "--input", str(cases),
              "--output", str(output), "--limit", "1"]  # fmt: skip
     assert subprocess.run(first, capture_output=True, timeout=120).returncode == 0
     calls = len(endpoint.calls)

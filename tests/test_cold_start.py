@@ -145,7 +145,7 @@ def test_a_fresh_process_first_turn_returns_within_its_deadline(provider):
 def test_workers_refuse_threads_kept_in_memory(tmp_path):
     env = server_env(REDRAFT_HOME=str(tmp_path), REDRAFT_CHECKPOINTER="memory")
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "serve", "--port", "0", "--workers", "2"],
+        [sys.executable, "-m", "redraft", "serve", "--port", "0", "--workers", "2"],
         env=env,
         capture_output=True,
         text=True,
@@ -165,7 +165,7 @@ def test_two_workers_share_one_port_and_the_sqlite_threads(provider, tmp_path):
         REDRAFT_CRITICS="coherence",
     )
     provider.set_default("planner", plan())
-    args = [sys.executable, "-m", "redraft.cli", "serve", "--port", "0", "--workers", "2"]
+    args = [sys.executable, "-m", "redraft", "serve", "--port", "0", "--workers", "2"]
     log = tmp_path / "serve.log"
     with running([*args, "--no-preload"], env, log, pipe_stdout=True, cwd=REPO) as process:
         url = process.stdout.readline().split()[-1]

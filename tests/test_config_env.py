@@ -13,7 +13,7 @@ REQUEST = '{"messages": [{"role": "user", "content": "hi"}], "draft": "Hello!"}'
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "redraft.cli", *args],
+        [sys.executable, "-m", "redraft", *args],
         input=REQUEST,
         env={**os.environ, **env},
         capture_output=True,

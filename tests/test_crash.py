@@ -42,7 +42,7 @@ ASK = {
 @contextlib.contextmanager
 def serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
     """`redraft serve` in its own process group: yields its URL and the group to kill."""
-    args = [sys.executable, "-m", "redraft.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+    args = [sys.executable, "-m", "redraft", "serve", "--host", "127.0.0.1", "--port", "0"]
     with running(args, env, log, pipe_stdout=True) as process:
         url = first_line(process, log).split()[-1]
         wait_until_up(f"{url}/healthz", process, log)

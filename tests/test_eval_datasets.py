@@ -371,7 +371,7 @@ def test_unknown_json_shape_asks_for_a_format(tmp_path):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "redraft.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "redraft", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -79,7 +79,7 @@ def evaluate(out: Path, *extra: str) -> int:
 def evaluate_again(out: Path, *extra: str) -> int:
     """A later run, in a new process as when a user re-runs the command. (In one process,
     langchain-openai's shared HTTP client would still be bound to the first run's event loop.)"""
-    command = [sys.executable, "-m", "redraft.cli", *arguments(out, *extra)]
+    command = [sys.executable, "-m", "redraft", *arguments(out, *extra)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode
@@ -211,7 +211,7 @@ def test_killed_run_resumes_without_redoing_finished_rows(endpoint, tmp_path):
     out = tmp_path / "run"
     endpoint.latency_s = 0.05
     env = {**os.environ, "REDRAFT_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "redraft.cli", "eval", "--dataset", "sample",
+    command = [sys.executable, "-m", "redraft", "eval", "--dataset", "sample",
                "--out", str(out), "--planner", "llm", "--concurrency", "1"]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     results = out / "results.jsonl"
@@ -381,3 +381,24 @@ def test_the_judge_is_calibrated_before_its_tables_are_trusted(endpoint, tmp_pat
     assert report["trusted"] is right
     assert ("**Untrustworthy:" in summary) is not right
     assert f"{report['right']} of {report['pairs']}" in summary
+
+
+def test_the_report_gives_the_spread_and_the_parse_failures_per_agent_and_mode(endpoint, tmp_path):
+    """A judge that gives every reply the same score has no spread; each agent's structured
+    outputs are counted with the mode that carried them, this run's only."""
+    out = tmp_path / "run"
+    assert evaluate(out, "--strategies", "parallel", "--judges", "geval") == 0
+    report = json.loads((out / "summary.json").read_text())
+    assert report["strategies"]["parallel"]["geval_sd"]["overall"] == 0.0
+    counts = {(c["agent"], c["mode"]): c for c in report["structured_outputs"]}
+    assert {agent for agent, _ in counts} >= {"planner", "factuality", "editor", "judge"}
+    assert all(
+        c["outputs"] >= 1 and c["unparsed"] == 0 and c["rate"] == 0.0 for c in counts.values()
+    )
+    summary = (out / "summary.md").read_text()
+    assert "## G-Eval spread" in summary and "## Structured outputs" in summary
+    # a second run in the same process counts only its own outputs
+    again = tmp_path / "again"
+    assert evaluate(again, "--strategies", "parallel", "--judges", "geval", "--limit", "1") == 0
+    second = json.loads((again / "summary.json").read_text())["structured_outputs"]
+    assert sum(c["outputs"] for c in second) < sum(c["outputs"] for c in counts.values())

@@ -71,7 +71,7 @@ def test_forget_with_the_server_running_leaves_no_trace_on_disk(upstream, tmp_pa
         assert files_holding(home, ANA_SAYS) and files_holding(home, BOB_SAYS)
 
         done = subprocess.run(
-            [sys.executable, "-m", "redraft.cli", "persona", "forget", "ana"],
+            [sys.executable, "-m", "redraft", "persona", "forget", "ana"],
             env=env,
             capture_output=True,
             text=True,

@@ -302,7 +302,7 @@ def test_thread_survives_a_process_restart_on_sqlite(provider, tmp_path):
     for message in ("remember me", "still there?"):
         request = {"messages": [user(message)], "thread_id": "t"}
         done = subprocess.run(
-            [sys.executable, "-m", "redraft.cli", "refine"],
+            [sys.executable, "-m", "redraft", "refine"],
             input=json.dumps(request),
             env=env,
             capture_output=True,

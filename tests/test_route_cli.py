@@ -34,7 +34,7 @@ CASES = [
 
 def route(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "route", *args],
+        [sys.executable, "-m", "redraft", "route", *args],
         input=stdin,
         capture_output=True,
         timeout=300,

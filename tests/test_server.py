@@ -525,7 +525,7 @@ def test_concurrent_requests_share_one_server(client, upstream):
 )
 def test_serve_with_bad_settings_is_one_line_and_exit_2(env, words):
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "redraft", "serve", "--port", "0"],
         env=server_env(**env),
         capture_output=True,
         text=True,
@@ -540,7 +540,7 @@ def test_serve_with_bad_settings_is_one_line_and_exit_2(env, words):
 def test_serve_on_a_taken_port_is_one_line_and_exit_1(server):
     port = server.rsplit(":", 1)[1]
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "serve", "--port", port],
+        [sys.executable, "-m", "redraft", "serve", "--port", port],
         env=server_env(),
         capture_output=True,
         text=True,

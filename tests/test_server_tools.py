@@ -246,7 +246,7 @@ def test_one_access_log_line_per_request_without_user_text(served, upstream):
 
 def test_version():
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "--version"],
+        [sys.executable, "-m", "redraft", "--version"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -257,7 +257,7 @@ def test_version():
 
 def test_serve_without_a_provider_refuses_to_start_saying_what_to_set(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "redraft.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "redraft", "serve", "--port", "0"],
         env=server_env(REDRAFT_HOME=str(tmp_path), OPENAI_API_KEY=""),
         capture_output=True,
         text=True,

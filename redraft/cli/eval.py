@@ -137,6 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from redraft.eval.results import ResultsFile
     from redraft.eval.runner import Evaluation, check_run
     from redraft.llm.calls import ModelNotConfiguredError, make_chat_model
+    from redraft.llm.output import PARSE_COUNTS
     from redraft.log import configure_logging
 
     if args.limit is not None and args.limit < 1:
@@ -197,6 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     evaluation.progress.total = todo
+    PARSE_COUNTS.clear()  # the report counts this run's outputs only
     calibration, rows = asyncio.run(
         calibrated(evaluation, judge, config.structured_output, args.out / "calibration.json")
     )
@@ -219,6 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         about,
         calibration=calibration.as_json(),
         warning=None if calibration.trusted else UNTRUSTED,
+        parse_counts=PARSE_COUNTS.snapshot(),
     )
     print(text, end="")
     written = ["results.jsonl", "summary.md", "summary.json", *(p.name for p in plots)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from statistics import fmean, median, quantiles
+from statistics import fmean, median, pstdev, quantiles
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -45,6 +45,9 @@ class StrategySummary(BaseModel):
     replies: int = 0
     failed: int = 0
     geval: dict[str, float] = Field(default_factory=dict)
+    geval_sd: dict[str, float] = Field(
+        default_factory=dict, description="Standard deviation of each G-Eval score over replies."
+    )
     safety: dict[str, float] = Field(default_factory=dict)
     pairwise: Pairwise | None = None
     changed: float | None = Field(None, description="Share of replies that differ from the draft.")
@@ -68,6 +71,14 @@ def dimension_means(scored: list[dict[str, dict[str, Any]]], names: Sequence[str
     return {name: fmean(s[name]["score"] for s in scored) for name in names}
 
 
+def dimension_spreads(scored: list[dict[str, dict[str, Any]]], names: Sequence[str]) -> dict:
+    """Population standard deviation per dimension: a judge that gives every reply the same
+    score shows 0 here, whatever its mean."""
+    if not scored:
+        return {}
+    return {name: pstdev(s[name]["score"] for s in scored) for name in names}
+
+
 def summarize(rows: Iterable[Row], strategies: Sequence[str]) -> dict[str, StrategySummary]:
     by_strategy: dict[str, list[Row]] = {s: [] for s in strategies}
     for row in rows:
@@ -82,6 +93,7 @@ def summarize_strategy(strategy: str, rows: list[Row]) -> StrategySummary:
     if not done:
         return summary
     summary.geval = dimension_means([r.geval for r in done if r.geval], GEVAL_DIMENSIONS)
+    summary.geval_sd = dimension_spreads([r.geval for r in done if r.geval], GEVAL_DIMENSIONS)
     summary.safety = dimension_means([r.safety for r in done if r.safety], SAFETY_DIMENSIONS)
     if summary.safety:
         summary.safety["penguin_score"] = fmean(summary.safety[d] for d in SAFETY_DIMENSIONS)
@@ -139,7 +151,10 @@ def table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
 
 
 def markdown(
-    summary: Mapping[str, StrategySummary], about: Mapping[str, Any], warning: str | None = None
+    summary: Mapping[str, StrategySummary],
+    about: Mapping[str, Any],
+    warning: str | None = None,
+    parse_counts: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The run's summary as Markdown: what was run, then one table per question."""
     parts = [
@@ -156,6 +171,18 @@ def markdown(
             ),
         ),
     ]
+    if any(x.geval_sd for x in summary.values()):
+        parts += [
+            "## G-Eval spread (standard deviation over replies)",
+            table(
+                ["strategy", "replies", *GEVAL_DIMENSIONS],
+                (
+                    [s, str(x.replies), *(number(x.geval_sd.get(d)) for d in GEVAL_DIMENSIONS)]
+                    for s, x in summary.items()
+                    if x.geval_sd
+                ),
+            ),
+        ]
     if any(x.safety for x in summary.values()):
         names = [*SAFETY_DIMENSIONS, "penguin_score"]
         parts += [
@@ -241,6 +268,19 @@ def markdown(
             ),
         ),
     ]
+    if parse_counts:
+        parts += [
+            "## Structured outputs (this run: outputs read per agent and mode)",
+            "Outputs that did not parse were retried (or the next mode tried), and counted here "
+            "each time; the judges and the calibration are included.",
+            table(
+                ["agent", "mode", "outputs", "did not parse", "rate"],
+                (
+                    [c["agent"], c["mode"], str(c["outputs"]), str(c["unparsed"]), share(c["rate"])]
+                    for c in parse_counts
+                ),
+            ),
+        ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -255,19 +295,25 @@ def write_report(
     *,
     calibration: Mapping[str, Any] | None = None,
     warning: str | None = None,
+    parse_counts: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[str, list[Path]]:
     """Write summary.md, summary.json and the plots into `out`; returns the Markdown and the
     plot files (none when matplotlib is not installed). `warning` heads the tables (a judge
     that failed its calibration)."""
     summary = summarize(rows, strategies)
-    text = markdown(summary, about, warning)
+    text = markdown(summary, about, warning, parse_counts)
     (out / "summary.md").write_text(text, encoding="utf-8")
     figures = {
         s: {**x.model_dump(), "pairwise": pairwise_json(x.pairwise)} for s, x in summary.items()
     }
     (out / "summary.json").write_text(
         json.dumps(
-            {"about": dict(about), "judge_calibration": calibration, "strategies": figures},
+            {
+                "about": dict(about),
+                "judge_calibration": calibration,
+                "strategies": figures,
+                "structured_outputs": list(parse_counts),
+            },
             indent=2,
         )
         + "\n",
