@@ -10,6 +10,7 @@ import time
 import pytest
 
 from redraft import Refiner
+from redraft.llm import direct
 from redraft.llm.endpoints import known_endpoint
 from redraft.llm.output import read_output
 from redraft.safety.critic import CAUTION
@@ -24,6 +25,15 @@ REFUSAL = Fail(
     "Input should be 'text' or 'json_object'",
 )
 AGENTS = ("planner", *CRITIC_AGENTS, "editor")
+
+
+@pytest.fixture(autouse=True, params=["direct", "langchain"])
+def provider_path(request, monkeypatch) -> str:
+    """Every test on both provider paths: redraft's direct one (the default for a model built by
+    name) and LangChain's (the model left unregistered, as a user's own chat model is)."""
+    if request.param == "langchain":
+        monkeypatch.setattr(direct, "register", lambda model, target: None)
+    return request.param
 
 
 def refuse_json_schema(call: RecordedCall):

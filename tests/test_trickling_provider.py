@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from redraft import Refiner
+from redraft.llm import direct
 from redraft.refiner import TurnDone
 from tests.conftest import plan, revise, user
 
 TIMEOUT_S = 2.0
+
+
+@pytest.fixture(autouse=True, params=["direct", "langchain"])
+def provider_path(request, monkeypatch) -> str:
+    """Every test on both provider paths: redraft's direct one (the default for a model built by
+    name) and LangChain's (the model left unregistered, as a user's own chat model is)."""
+    if request.param == "langchain":
+        monkeypatch.setattr(direct, "register", lambda model, target: None)
+    return request.param
 
 
 async def test_a_trickling_rewrite_is_cut_at_timeout_s(provider, http_config):

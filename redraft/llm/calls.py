@@ -1,4 +1,7 @@
-"""Chat models per role, structured calls with one parse retry, and usage accounting."""
+"""Chat models per role, and the calls redraft makes with them: structured calls (with one
+parse retry and structured-output mode negotiation), streamed ones, plain ones; each through
+`send` (a slot, a total timeout, retries). A model redraft builds by name is called the direct
+way (`direct`); any other chat model through LangChain. Usage is counted in `usage`."""
 
 from __future__ import annotations
 
@@ -6,10 +9,8 @@ import asyncio
 import json
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models import BaseChatModel
@@ -17,10 +18,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import ensure_config, merge_configs
+from langchain_core.utils.json import parse_json_markdown
 from pydantic import BaseModel
 
 from redraft.config import RefinerConfig, Role
 from redraft.errors import RedraftError
+from redraft.llm import direct
 from redraft.llm.budget import Prompt, fit
 from redraft.llm.endpoints import CallPolicy, endpoint_of, policy_of, set_policy
 from redraft.llm.output import (
@@ -30,12 +33,25 @@ from redraft.llm.output import (
     read_output,
     wire_schema,
 )
-from redraft.state import AgentUsage, Usage
+from redraft.llm.usage import UsageTracker, agent_config, current_tracker
+
+__all__ = [
+    "ModelNotConfiguredError",
+    "Models",
+    "OutputNotParsedError",
+    "ProviderCallError",
+    "UsageTracker",
+    "call_message",
+    "call_structured",
+    "call_text",
+    "current_tracker",
+    "make_chat_model",
+    "send",
+    "stream_structured",
+]
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
-
-AGENT_KEY = "redraft_agent"
 
 
 class ModelNotConfiguredError(RedraftError, RuntimeError):
@@ -59,6 +75,8 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
 
     redraft retries and times out the calls itself (`send`), so that each try is counted and
     the timeout holds for the whole call, not per read; the client's own retries are off.
+    An OpenAI-compatible model is called the direct way (`redraft.llm.direct`) by redraft's
+    call helpers; the ChatOpenAI returned serves everything else (tools bound, user code).
     """
     policy = CallPolicy(
         timeout_s=config.timeout_s,
@@ -99,6 +117,17 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
         http_async_client=openai.DefaultAsyncHttpxClient(timeout=timeout),
     )
     set_policy(model, policy)
+    if not direct.chat_completions(model):
+        return model
+    target = direct.Target(
+        base_url=model.openai_api_base,
+        api_key=model.openai_api_key.get_secret_value() if model.openai_api_key else "not-needed",
+        model=model.model_name,
+        temperature=model.temperature,  # as ChatOpenAI settled it for this model
+        timeout_s=config.timeout_s,
+        connect_s=min(CONNECT_TIMEOUT_S, config.timeout_s),
+    )
+    direct.register(model, target)
     return model
 
 
@@ -141,16 +170,6 @@ MODEL_SETTINGS = {
 }
 """The config fields a built chat model depends on."""
 
-
-def agent_config(agent: str, attempt: int = 0) -> dict[str, Any]:
-    """Run config that names the agent, for usage accounting, tracing and logs."""
-    metadata: dict[str, Any] = {AGENT_KEY: agent}
-    if attempt:
-        metadata[RETRY_KEY] = attempt
-    return {"metadata": metadata, "run_name": agent, "tags": [f"agent:{agent}"]}
-
-
-RETRY_KEY = "redraft_retry"
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MODE_REJECTED_STATUS = {400, 404, 415, 422, 500, 501}
@@ -337,7 +356,8 @@ async def _structured_tries(
     negotiating: bool,
 ) -> T:
     endpoint, policy = endpoint_of(model), policy_of(model)
-    runnable = structured_runnable(model, schema, mode)
+    target = direct.target_of(model)
+    runnable = structured_runnable(model, schema, mode) if target is None else None
     in_prompt = schema if mode != "json_schema" else None  # tools and the note take room
     messages = fit(prompt, endpoint.prompt_budget(policy), in_prompt, agent=agent)
     if mode == "json_mode":
@@ -347,12 +367,25 @@ async def _structured_tries(
     error: BaseException | None = None
     for _ in range(attempts):
         try:
-            out = await send(
-                model,
-                lambda config, sent=messages: runnable.ainvoke(sent, config=config),
-                agent=agent,
-                retry=retry,
-            )
+            if target is not None:
+                reply = await send(
+                    model,
+                    lambda config, sent=messages: direct.call(
+                        target, sent, config, agent=agent, mode=mode, schema=schema
+                    ),
+                    agent=agent,
+                    retry=retry,
+                )
+                raw = reply.raw
+            else:
+                assert runnable is not None
+                out = await send(
+                    model,
+                    lambda config, sent=messages: runnable.ainvoke(sent, config=config),
+                    agent=agent,
+                    retry=retry,
+                )
+                raw = raw_text(out["raw"])
         except Exception as exc:
             learned = _context_from_error(exc)
             if learned is None or learned >= endpoint.context_tokens(policy):
@@ -364,7 +397,7 @@ async def _structured_tries(
                 messages = with_schema_in_prompt(messages, schema)
             continue
         try:
-            parsed = read_output(schema, raw_text(out["raw"]))
+            parsed = read_output(schema, raw)
         except ValueError as exc:
             PARSE_COUNTS.record(agent, mode, parsed=False)
             error = exc
@@ -418,7 +451,6 @@ async def stream_structured(
     if method == "auto" and endpoint.mode is None:
         return await call_structured(model, schema, prompt, agent=agent, method=method)
     mode = modes[0]
-    runnable = model.with_structured_output(wire_schema(schema), method=mode)
     messages = fit(
         prompt,
         endpoint.prompt_budget(policy),
@@ -431,16 +463,39 @@ async def stream_structured(
     end = StreamEnd()
     sent = ""
 
-    async def stream(config: dict[str, Any]) -> None:
+    def grown(value: Any) -> None:
         nonlocal sent
-        run_config = merge_configs(ensure_config(), config, {"callbacks": [end]})
-        async for partial in runnable.astream(messages, config=run_config):
-            value = (
-                partial.get(field) if isinstance(partial, dict) else getattr(partial, field, None)
+        if isinstance(value, str) and value.startswith(sent) and len(value) > len(sent):
+            on_delta(value[len(sent) :])
+            sent = value
+
+    target = direct.target_of(model)
+    if target is not None:
+
+        async def stream(config: dict[str, Any]) -> None:
+            text = ""
+
+            def on_text(piece: str) -> None:
+                nonlocal text
+                text += piece
+                grown(_partial_field(text, field))
+
+            reply = await direct.call(
+                target, messages, config, agent=agent, mode=mode, schema=schema, on_text=on_text
             )
-            if isinstance(value, str) and value.startswith(sent) and len(value) > len(sent):
-                on_delta(value[len(sent) :])
-                sent = value
+            end.raw = reply.raw
+
+    else:
+        runnable = model.with_structured_output(wire_schema(schema), method=mode)
+
+        async def stream(config: dict[str, Any]) -> None:
+            run_config = merge_configs(ensure_config(), config, {"callbacks": [end]})
+            async for partial in runnable.astream(messages, config=run_config):
+                grown(
+                    partial.get(field)
+                    if isinstance(partial, dict)
+                    else getattr(partial, field, None)
+                )
 
     try:
         # Once part of the reply has been shown, a retry would show it twice: no retries.
@@ -462,11 +517,21 @@ async def stream_structured(
     return final
 
 
+def _partial_field(text: str, field: str) -> Any:
+    """`field` of the JSON object written so far (closed where it is cut, as LangChain's
+    partial JSON parser reads it); None while it cannot be read."""
+    try:
+        value = parse_json_markdown(text)
+    except ValueError:
+        return None
+    return value.get(field) if isinstance(value, dict) else None
+
+
 class StreamEnd(AsyncCallbackHandler):
     """The raw output a streamed call ended with: its text, or its tool call's arguments."""
 
     def __init__(self) -> None:
-        self.raw: str | None = None
+        self.raw: str | dict[str, Any] | None = None
 
     async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
         message = getattr(next(iter(response.generations[0]), None), "message", None)
@@ -487,8 +552,14 @@ async def call_message(
     endpoint, policy = endpoint_of(model), policy_of(model)
     await endpoint.probe(policy)
     messages = fit(prompt, endpoint.prompt_budget(policy), agent=agent)
-    target = runnable or model
-    message = await send(model, lambda config: target.ainvoke(messages, config=config), agent=agent)
+    target = direct.target_of(model) if runnable is None or runnable is model else None
+    if target is not None:
+        reply = await send(
+            model, lambda config: direct.call(target, messages, config, agent=agent), agent=agent
+        )
+        return reply.message(target.model)
+    chat = runnable or model
+    message = await send(model, lambda config: chat.ainvoke(messages, config=config), agent=agent)
     return message if isinstance(message, AIMessage) else AIMessage(content=message.content)
 
 
@@ -497,94 +568,3 @@ async def call_text(
 ) -> str:
     message = await call_message(model, prompt, agent=agent)
     return str(message.text).strip()
-
-
-class UsageTracker(AsyncCallbackHandler):
-    """Counts calls and tokens per agent, and when each call ran.
-
-    Attached to one turn's run config; agents are recognised by `agent_config`'s metadata.
-    """
-
-    def __init__(self) -> None:
-        self._running: dict[UUID, tuple[str, str | None, float]] = {}
-        self.usage = Usage()
-        self.spans: list[tuple[str, float, float]] = []
-        self.tokens_by_node: dict[str, int] = {}
-
-    async def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        metadata = metadata or {}
-        agent = metadata.get(AGENT_KEY)
-        if agent:
-            node = metadata.get("langgraph_node")
-            self._running[run_id] = (agent, node, time.perf_counter())
-            if metadata.get(RETRY_KEY):
-                self.usage.by_agent.setdefault(agent, AgentUsage()).retries += 1
-                self.usage.retries += 1
-
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        prompt, completion = _token_counts(response)
-        self._finish(run_id, prompt, completion)
-
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        if isinstance(error, asyncio.CancelledError):
-            # A call cut by its timeout (counted by `send`) or by the turn's deadline.
-            self._running.pop(run_id, None)
-            return
-        self._finish(run_id, 0, 0, failed=True)
-
-    def count_cut(self, agent: str) -> None:
-        """A call cut by its timeout: sent, and failed."""
-        per_agent = self.usage.by_agent.setdefault(agent, AgentUsage())
-        per_agent.calls += 1
-        per_agent.failed_calls += 1
-        self.usage.llm_calls += 1
-        self.usage.failed_calls += 1
-
-    def _finish(self, run_id: UUID, prompt: int, completion: int, failed: bool = False) -> None:
-        started = self._running.pop(run_id, None)
-        if started is None:
-            return
-        agent, node, t0 = started
-        self.spans.append((agent, t0, time.perf_counter()))
-        if node:
-            self.tokens_by_node[node] = self.tokens_by_node.get(node, 0) + prompt + completion
-        per_agent = self.usage.by_agent.setdefault(agent, AgentUsage())
-        if failed:
-            per_agent.failed_calls += 1
-            self.usage.failed_calls += 1
-        per_agent.calls += 1
-        per_agent.prompt_tokens += prompt
-        per_agent.completion_tokens += completion
-        self.usage.llm_calls += 1
-        self.usage.prompt_tokens += prompt
-        self.usage.completion_tokens += completion
-
-
-def current_tracker() -> UsageTracker | None:
-    """The UsageTracker among the running graph's callbacks, if any (for per-node logs)."""
-    from langgraph.config import get_config
-
-    try:
-        callbacks = get_config().get("callbacks")
-    except RuntimeError:  # not inside a graph run
-        return None
-    handlers = getattr(callbacks, "handlers", callbacks) or []
-    return next((h for h in handlers if isinstance(h, UsageTracker)), None)
-
-
-def _token_counts(response: LLMResult) -> tuple[int, int]:
-    for generations in response.generations:
-        for generation in generations:
-            meta = getattr(getattr(generation, "message", None), "usage_metadata", None)
-            if meta:
-                return meta.get("input_tokens", 0), meta.get("output_tokens", 0)
-    usage = (response.llm_output or {}).get("token_usage") or {}
-    return usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)

@@ -95,6 +95,8 @@ class RecordedCall:
     response: Any = None
     usage: dict[str, int] | None = None
     fault: str | None = None
+    body: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The whole request body as received."""
 
 
 Response: TypeAlias = (
@@ -480,6 +482,7 @@ class FakeProvider:
             tool_choice=body.get("tool_choice"),
             stream=bool(body.get("stream")),
             started=time.monotonic(),
+            body=body,
         )
         with self._lock:
             self.calls.append(call)
