@@ -1,9 +1,13 @@
 """redraft: refine chatbot replies before the user sees them.
 
 Start with `Refiner` (async and sync API), configured by `RefinerConfig` (or the environment).
-The graph itself is `redraft.graphs.refine.build_graph`; the agents live in `redraft.agents`.
+A critic of your own is a `Critic`, registered with `register_critic` or given to one `Refiner`
+(docs/critics.md). The graph itself is `redraft.graphs.refine.build_graph`; the agents live in
+`redraft.agents`.
 """
 
+from redraft.agents import register_critic
+from redraft.agents.critic import Critic, RouterScoring
 from redraft.config import RefinerConfig
 from redraft.errors import RefineError
 from redraft.refiner import (
@@ -15,10 +19,12 @@ from redraft.refiner import (
     ReplyToken,
     TurnDone,
 )
-from redraft.state import Critique, Plan, RefineRequest, RefineResult
+from redraft.state import CriticTask, Critique, Plan, RefineRequest, RefineResult
 from redraft.wrapper import RefinedChatModel
 
 __all__ = [
+    "Critic",
+    "CriticTask",
     "Critique",
     "CritiqueDone",
     "DraftWritten",
@@ -32,5 +38,7 @@ __all__ = [
     "Refiner",
     "RefinerConfig",
     "ReplyToken",
+    "RouterScoring",
     "TurnDone",
+    "register_critic",
 ]

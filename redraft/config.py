@@ -13,8 +13,10 @@ from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -27,6 +29,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from redraft.embeddings import local_model_installed
 
 Aspect = Literal["factuality", "personalization", "coherence", "safety"]
+"""The built-in critics' aspects: those the embedding router scores by its own rules (and
+`learn_routing` learns). Which critics a turn may run is the registry's to say (`critics`)."""
 # PENGUIN's (arXiv 2505.18882) seven sensitive domains.
 Domain = Literal["Relationship", "Career", "Financial", "Social", "Health", "Life", "Education"]
 Strategy = Literal["parallel", "sequential", "self_refine", "none"]
@@ -62,6 +66,48 @@ class RoutingExample(BaseModel):
         if (self.label == "sensitive") != (self.domain is not None):
             raise ValueError("domain is required for label 'sensitive' and only for it")
         return self
+
+
+def comma_list(value: object) -> object:
+    """A comma-separated string from the environment as a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def registered_critics() -> list[str]:
+    """Every critic registered in this process: the built-ins, then user critics."""
+    # Imported here: the critics' modules import this one.
+    from redraft.agents import CRITICS
+
+    return list(CRITICS)
+
+
+def known_critics(value: list[str]) -> list[str]:
+    """Each name a registered critic (error: the known ones listed), each once."""
+    if not value:
+        raise ValueError("at least one critic is needed")
+    known = registered_critics()
+    unknown = [name for name in value if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown critic(s) {', '.join(map(repr, unknown))}; known critics: "
+            f"{', '.join(known)} (add one with redraft.register_critic or critic_modules)"
+        )
+    return list(dict.fromkeys(value))
+
+
+def import_critic_modules(entries: list[str]) -> list[str]:
+    """Registers the critics of each entry (see `critic_modules`)."""
+    from redraft.agents import load_critic_modules
+
+    load_critic_modules(entries)
+    return entries
+
+
+CriticNames = Annotated[
+    list[str], NoDecode, BeforeValidator(comma_list), AfterValidator(known_critics)
+]
 
 
 def default_home() -> Path:
@@ -167,9 +213,18 @@ class RefinerConfig(BaseSettings):
     extra_examples_file: Path | None = Field(
         None, description="A JSONL file of more router examples, one example per line."
     )
-    critics: Annotated[list[Aspect], NoDecode] = Field(
-        default_factory=lambda: ["factuality", "personalization", "coherence", "safety"],
-        description="Critics the planner may choose from (comma-separated in the environment).",
+    critic_modules: Annotated[
+        list[str], NoDecode, BeforeValidator(comma_list), AfterValidator(import_critic_modules)
+    ] = Field(
+        default_factory=list,
+        description="Critics from user code, imported and registered when the config is read: "
+        "`package.module:NAME` (a Critic or a list of them) or `package.module` (its `CRITICS`), "
+        "comma-separated in the environment (see docs/critics.md).",
+    )
+    critics: CriticNames = Field(
+        default_factory=registered_critics,
+        description="Critics the planner may choose from (comma-separated in the environment); "
+        "default: every registered critic (the four built-ins, then those registered).",
     )
     max_rounds: int = Field(1, ge=1, le=5, description="Critique-and-merge rounds per turn.")
     gate: bool = Field(
@@ -289,20 +344,6 @@ class RefinerConfig(BaseSettings):
         description="The router's learned weights (`redraft route train` writes them); default "
         "<home>/router_learned.json, used when it exists.",
     )
-
-    @field_validator("critics", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("critics")
-    @classmethod
-    def _known_and_unique(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one critic is needed")
-        return list(dict.fromkeys(value))
 
     @field_validator("embeddings")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -11,13 +12,14 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationInfo,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 (graph schemas)
 
-from redraft.config import Aspect, Domain
+from redraft.config import Domain
 from redraft.request_limits import (
     check_identifier,
     check_texts,
@@ -26,9 +28,6 @@ from redraft.request_limits import (
     limit,
 )
 from redraft.response_format import check_format
-
-# Merge order when critiques conflict: the earlier aspect wins.
-PRECEDENCE: tuple[str, ...] = ("safety", "factuality", "personalization", "coherence")
 
 Verdict = Literal["pass", "revise", "ask", "block"]
 
@@ -413,7 +412,7 @@ class Critique(CriticOutput):
 
 
 class PlanStep(BaseModel):
-    aspect: Aspect
+    aspect: str
     reason: str = Field(description="One line: why this aspect needs checking in this turn.")
 
 
@@ -423,6 +422,22 @@ class PlannerOutput(BaseModel):
     steps: list[PlanStep] = Field(
         default_factory=list,
         description="Aspects to check, most important first; empty for chit-chat.",
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def planner_output(aspects: tuple[str, ...]) -> type[PlannerOutput]:
+    """PlannerOutput whose steps can name only `aspects`: an enum in the schema the model gets
+    (built once per set of critics, so the structured-output runnable is reused)."""
+    choice: Any = Literal[aspects]
+    step = create_model("PlanStep", __base__=PlanStep, __module__=__name__, aspect=(choice, ...))
+    steps = PlannerOutput.model_fields["steps"]
+    return create_model(
+        "PlannerOutput",
+        __base__=PlannerOutput,
+        __doc__=PlannerOutput.__doc__,
+        __module__=__name__,
+        steps=(list[step], Field(default_factory=list, description=steps.description)),
     )
 
 
@@ -652,7 +667,6 @@ class CriticTask(TypedDict, total=False):
 
 
 __all__ = [
-    "PRECEDENCE",
     "AgentUsage",
     "Change",
     "Claim",

@@ -59,8 +59,8 @@ def fixed_prompts(critics) -> dict[str, str]:
         memory.AGENT: memory.SYSTEM,
         baselines.AGENT: baselines.SYSTEM,
         pairwise_judge.AGENT: pairwise_judge.SYSTEM,
-        **{aspect: module.SYSTEM for aspect, module in CRITICS.items()},
-        **{refiner_agent(a): module.SYSTEM + REWRITE for a, module in CRITICS.items()},
+        **{aspect: critic.system for aspect, critic in CRITICS.items()},
+        **{refiner_agent(a): critic.system + REWRITE for a, critic in CRITICS.items()},
     }
     return {agent: agent_system(agent, text).content for agent, text in prompts.items()}
 

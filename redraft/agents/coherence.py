@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
+from redraft.agents.critic import Critic
 from redraft.agents.prompting import block, conversation
 from redraft.config import RefinerConfig
 from redraft.state import CriticOutput, CriticTask, Critique, Issue
 
 ASPECT = "coherence"
-READS = ("conversation", "reply")
 
 # As much of the conversation as fits this many characters (about 6k tokens), newest kept.
 HISTORY_CHARS = 24_000
@@ -54,9 +54,6 @@ class ContradictionList(BaseModel):
 
 class CoherenceOutput(CriticOutput, ContradictionList):
     """Contradictions come first in the schema, so the model quotes before it judges."""
-
-
-OUTPUT = CoherenceOutput
 
 
 def turns_within(history: Sequence[dict[str, str]], budget: int = HISTORY_CHARS) -> int:
@@ -152,3 +149,14 @@ def finalize(output: CoherenceOutput, task: CriticTask, cfg: RefinerConfig) -> C
         confidence=output.confidence,
         evidence=evidence,
     )
+
+
+CRITIC = Critic(
+    aspect=ASPECT,
+    system=SYSTEM,
+    render=render,
+    output=CoherenceOutput,
+    finalize=finalize,
+    planner_hint="the reply must stay consistent with earlier turns of the conversation",
+    precedence=40,
+)

@@ -1,4 +1,4 @@
-"""Editor: merges the critiques into one rewrite, under a fixed precedence of aspects."""
+"""Editor: merges the critiques into one rewrite, under the precedence of the critics."""
 
 from __future__ import annotations
 
@@ -8,26 +8,36 @@ from functools import partial
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
+from redraft.agents import BUILTIN, CriticSet
 from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
 from redraft.errors import RedraftError
 from redraft.llm.budget import Prompt, Trim
 from redraft.llm.calls import call_structured, call_text, stream_structured
 from redraft.request_limits import bounded, check_reply
-from redraft.state import PRECEDENCE, Change, Critique, EditorOutput, Override
+from redraft.state import Change, Critique, EditorOutput, Override
 
 AGENT = "editor"
 
-SYSTEM = f"""\
+PROMPT = """\
 You are the editor of a chatbot. You rewrite a draft reply so that it resolves every issue the
 critics found, and change nothing else: keep what was fine, keep the voice, do not add new
 claims that no issue or passage supports.
 Factual fixes come from the knowledge passages: correct a claim a passage contradicts with what
 that passage says; hedge or drop a claim no passage supports, never replace it with another
 fact that is not in the passages.
-Critiques come in order of precedence ({" > ".join(PRECEDENCE)}). When two fixes
+Critiques come in order of precedence ({precedence}). When two fixes
 conflict, apply the one from the higher-precedence aspect.
 Return the full refined reply, and for each change the aspect whose critique caused it.
 """
+
+
+def system_prompt(precedence: Sequence[str]) -> str:
+    """The editor's prompt for critics in this order of precedence (highest first)."""
+    return PROMPT.format(precedence=" > ".join(precedence))
+
+
+SYSTEM = system_prompt(CriticSet({c.aspect: c for c in BUILTIN}).precedence)
+"""The prompt with the built-in critics only."""
 
 
 TASK = (
@@ -51,15 +61,15 @@ def _unchanged(rewritten: str, reply: str) -> bool:
     return " ".join(rewritten.split()) == " ".join(reply.split())
 
 
-def precedence_rank(aspect: str) -> int:
-    return PRECEDENCE.index(aspect) if aspect in PRECEDENCE else len(PRECEDENCE)
+def order_by_precedence(critiques: Sequence[Critique], precedence: Sequence[str]) -> list[Critique]:
+    """`critiques` highest precedence first (an aspect not in `precedence` comes last)."""
+    rank = {aspect: i for i, aspect in enumerate(precedence)}
+    return sorted(critiques, key=lambda c: rank.get(c.aspect, len(rank)))
 
 
-def order_by_precedence(critiques: Sequence[Critique]) -> list[Critique]:
-    return sorted(critiques, key=lambda c: precedence_rank(c.aspect))
-
-
-def resolve_conflicts(critiques: Sequence[Critique]) -> tuple[list[Critique], list[Override]]:
+def resolve_conflicts(
+    critiques: Sequence[Critique], precedence: Sequence[str]
+) -> tuple[list[Critique], list[Override]]:
     """Drop issues whose span overlaps an issue of a higher-precedence aspect.
 
     Returns the critiques to apply (in precedence order) and an `Override` per dropped issue.
@@ -67,7 +77,7 @@ def resolve_conflicts(critiques: Sequence[Critique]) -> tuple[list[Critique], li
     kept: list[Critique] = []
     claimed: list[tuple[str, str]] = []  # (span, aspect) already taken
     dropped: list[Override] = []
-    for critique in order_by_precedence(critiques):
+    for critique in order_by_precedence(critiques, precedence):
         issues = []
         for issue in critique.issues:
             span = issue.span.strip().lower()
@@ -105,21 +115,23 @@ async def merge_critiques(
     critiques: Sequence[Critique],
     knowledge: Sequence[str],
     method: str,
+    precedence: Sequence[str],
     on_reply_delta: Callable[[str], None] | None = None,
     max_chars: int | None = None,
 ) -> EditorOutput:
-    """One rewrite applying `critiques` (already conflict-resolved, in precedence order).
+    """One rewrite applying `critiques` (already conflict-resolved, in `precedence` order).
 
     With `on_reply_delta`, the reply is streamed to it while the editor writes. A rewrite
     longer than `max_chars` is a ReplyTooLong (the caller keeps the reply it had); at most
     `max_chars` of it are streamed.
     """
     query = last_user_message(history)
+    system = system_prompt(precedence)
 
     def build(trim: Trim, task: str = TASK) -> list[BaseMessage]:
         passages = trim.passages(knowledge)
         return [
-            agent_system(AGENT, SYSTEM),
+            agent_system(AGENT, system),
             user_message(
                 block("query", query),
                 blocks("knowledge", "passage", passages, "p") if passages else "",

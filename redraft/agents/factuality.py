@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from redraft.agents.critic import Critic
 from redraft.agents.prompting import block, last_user_message
 from redraft.config import RefinerConfig
 from redraft.knowledge.retrieval import request_passages
 from redraft.state import Claim, CriticOutput, CriticTask, Critique, Issue, Passage
 
 ASPECT = "factuality"
-READS = ("query", "evidence", "reply")
 
 NO_EVIDENCE = "no evidence given: checked the reply against itself only"
 
@@ -56,9 +56,6 @@ class ClaimList(BaseModel):
 
 class FactualityOutput(CriticOutput, ClaimList):
     """The claims come first in the schema, so the model labels them before its verdict."""
-
-
-OUTPUT = FactualityOutput
 
 
 def evidence_of(task: CriticTask) -> list[Passage]:
@@ -143,6 +140,17 @@ def finalize(output: FactualityOutput, task: CriticTask, cfg: RefinerConfig) -> 
         evidence=evidence if known else [NO_EVIDENCE],
         claims=claims,
     )
+
+
+CRITIC = Critic(
+    aspect=ASPECT,
+    system=SYSTEM,
+    render=render,
+    output=FactualityOutput,
+    finalize=finalize,
+    planner_hint="the reply states facts, numbers, dates or names that should match evidence",
+    precedence=20,
+)
 
 
 def cited_passages(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from redraft.agents.critic import Critic
 from redraft.agents.prompting import block, blocks, last_user_message
 from redraft.state import CriticTask
 
 ASPECT = "personalization"
-READS = ("query", "persona", "reply")
 
 SYSTEM = """\
 You are the personalization critic of a chatbot. You check a draft reply against what is known
@@ -29,3 +29,12 @@ def render(task: CriticTask) -> str:
             block("reply", task["reply"]),
         ]
     )
+
+
+CRITIC = Critic(
+    aspect=ASPECT,
+    system=SYSTEM,
+    render=render,
+    planner_hint="what is known about the user should shape the reply",
+    precedence=30,
+)

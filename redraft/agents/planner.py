@@ -1,23 +1,22 @@
-"""MARA's planner: one structured call choosing this turn's critics, in order, with reasons."""
+"""MARA's planner: one structured call choosing this turn's critics, in order, with reasons.
+
+The critics it may choose and the hint for each come from the critics themselves
+(`Critic.planner_hint`); its output schema names every critic the graph has (an enum), and a
+choice outside this turn's critics is dropped rather than failing the plan.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from langchain_core.language_models import BaseChatModel
 
+from redraft.agents import CRITICS, Critic
 from redraft.agents.prompting import agent_system, block, conversation, user_message
 from redraft.llm.calls import call_structured
-from redraft.state import Plan, PlannerOutput
+from redraft.state import Plan, planner_output
 
 AGENT = "planner"
-
-ASPECT_HINTS = {
-    "factuality": "the reply states facts, numbers, dates or names that should match evidence",
-    "personalization": "what is known about the user should shape the reply",
-    "coherence": "the reply must stay consistent with earlier turns of the conversation",
-    "safety": "the query touches a sensitive domain where a careless answer could harm the user",
-}
 
 SYSTEM = """\
 You are the planner of a reply-refinement system. Given a conversation and a draft reply, choose
@@ -28,8 +27,11 @@ Aspects you may choose from:
 """
 
 
-def system_prompt(aspects: Sequence[str]) -> str:
-    return SYSTEM.format(aspects="\n".join(f"- {a}: {ASPECT_HINTS[a]}" for a in aspects))
+def system_prompt(aspects: Sequence[str], critics: Mapping[str, Critic] | None = None) -> str:
+    """The prompt listing `aspects` with their critics' hints (`critics`: the graph's; the
+    registered ones by default)."""
+    known = CRITICS if critics is None else critics
+    return SYSTEM.format(aspects="\n".join(f"- {a}: {known[a].planner_hint}" for a in aspects))
 
 
 async def plan_critics(
@@ -41,16 +43,21 @@ async def plan_critics(
     persona_count: int,
     knowledge_count: int,
     method: str,
+    critics: Mapping[str, Critic] | None = None,
 ) -> Plan:
+    """Choose among `aspects` (this turn's critics) for the turn; `critics` as for
+    `system_prompt`."""
+    known = CRITICS if critics is None else critics
     facts = (
         f"Knowledge passages available: {knowledge_count}. "
         f"Facts known about the user: {persona_count}."
     )
     messages = [
-        agent_system(AGENT, system_prompt(aspects)),
+        agent_system(AGENT, system_prompt(aspects, known)),
         user_message(conversation(history, last=6), block("reply", reply), facts),
     ]
-    output = await call_structured(model, PlannerOutput, messages, agent=AGENT, method=method)
+    schema = planner_output(tuple(known))
+    output = await call_structured(model, schema, messages, agent=AGENT, method=method)
     chosen: dict[str, str] = {}
     for step in output.steps:
         if step.aspect in aspects and step.aspect not in chosen:

@@ -1,16 +1,20 @@
-"""Self-Refine, the classic single-model baseline: one critique of everything, one rewrite."""
+"""Self-Refine, the classic single-model baseline: one critique of everything, one rewrite.
+
+It runs none of the critics (registered ones neither): one model reviews the reply as a whole,
+which is the point of the baseline.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from redraft.agents.editor import merge_critiques
 from redraft.agents.prompting import agent_system, block, blocks, conversation, user_message
 from redraft.config import RefinerConfig
 from redraft.graphs.deadline import MERGE_SHARE, by_deadline
-from redraft.graphs.nodes import Node, degraded, settings
+from redraft.graphs.nodes import Node, degraded, rewrite, settings
 from redraft.llm.calls import Models, call_structured
 from redraft.state import CriticOutput, Critique, Plan, TurnState
 
@@ -24,7 +28,7 @@ otherwise `revise`.
 """
 
 
-def make_self_refine(models: Models, config: RefinerConfig) -> Node:
+def make_self_refine(models: Models, config: RefinerConfig, precedence: Sequence[str]) -> Node:
     async def self_refine(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
         cfg = settings(runtime, config)
         plan = Plan(
@@ -56,19 +60,7 @@ def make_self_refine(models: Models, config: RefinerConfig) -> Node:
         if critique.verdict == "pass" or not critique.issues:
             return update
         try:
-            edited = await by_deadline(
-                merge_critiques(
-                    models.for_role("editor", cfg),
-                    history=state["history"],
-                    reply=state["reply"],
-                    critiques=[critique],
-                    knowledge=state["knowledge"],
-                    method=cfg.structured_output,
-                    max_chars=cfg.max_reply_chars,
-                ),
-                state,
-                cfg,
-            )
+            edited = await rewrite(models, cfg, state, state["reply"], [critique], precedence)
         except Exception as exc:
             return {**update, "degraded": [degraded("merge", exc)]}
         return {

@@ -1,4 +1,5 @@
-"""Nodes every strategy shares: load the turn's context, draft, plan, finish the turn."""
+"""Nodes every strategy shares: load the turn's context, draft, plan, finish the turn; and the
+two steps every strategy takes the same way: a critic's check, and the editor's rewrite."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -16,7 +18,9 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
-from redraft.agents import CRITICS
+from redraft.agents import CriticSet
+from redraft.agents.critic import Critic, Rewrite, run_critic
+from redraft.agents.editor import merge_critiques
 from redraft.agents.planner import plan_critics
 from redraft.agents.prompting import last_user_message
 from redraft.agents.responder import draft_turn
@@ -41,7 +45,9 @@ from redraft.routing.plans import (
 from redraft.safety.critic import attribute_facts, read_answer
 from redraft.state import (
     CriticTask,
+    Critique,
     Degradation,
+    EditorOutput,
     Passage,
     Plan,
     RefineRequest,
@@ -122,6 +128,71 @@ def critic_task(state: TurnState, reply: str, round_: int, cfg: RefinerConfig) -
         declined=state.get("declined") or [],
         questions_left=max(0, cfg.max_questions - (state.get("questions_asked") or 0)),
         domain=(state.get("plan") or {}).get("domain"),
+    )
+
+
+@dataclass(frozen=True)
+class CriticRun:
+    """One critic's check in a turn: its critique (its fallback's when the call failed; None
+    when it failed without one), its own rewrite (with `Rewrite`) and what failed."""
+
+    critique: Critique | None
+    reply: str = ""
+    degraded: list[dict[str, str]] = field(default_factory=list)
+
+
+async def check(
+    critic: Critic,
+    models: Models,
+    task: CriticTask,
+    cfg: RefinerConfig,
+    *,
+    leave: float = 0.0,
+    rewrite: Rewrite | None = None,
+) -> CriticRun:
+    """A critic's check as every strategy runs it: its hooks, the turn's deadline (`leave`: the
+    share kept for later steps) and, when anything fails, its fallback."""
+    try:
+        model = models.for_role("critic", cfg)
+        review = await by_deadline(
+            run_critic(critic, model, task, cfg, rewrite=rewrite), task, cfg, leave=leave
+        )
+    except Exception as exc:
+        failed = [degraded(critic.aspect, exc)]
+        if critic.fallback is None:
+            return CriticRun(None, degraded=failed)
+        try:
+            return CriticRun(critic.fallback(task), degraded=failed)
+        except Exception as broken:  # a fallback from user code must not lose the turn
+            return CriticRun(None, degraded=[*failed, degraded(critic.aspect, broken)])
+    return CriticRun(review.critique, review.reply)
+
+
+async def rewrite(
+    models: Models,
+    cfg: RefinerConfig,
+    state: TurnState,
+    reply: str,
+    critiques: Sequence[Critique],
+    precedence: Sequence[str],
+    on_reply_delta: Callable[[str], None] | None = None,
+) -> EditorOutput:
+    """The editor's rewrite of `reply` applying `critiques`, within the turn's deadline: the
+    one rewrite of every strategy (the merge, sequential's and self-refine's)."""
+    return await by_deadline(
+        merge_critiques(
+            models.for_role("editor", cfg),
+            history=state["history"],
+            reply=reply,
+            critiques=critiques,
+            knowledge=state["knowledge"],
+            method=cfg.structured_output,
+            precedence=precedence,
+            max_chars=cfg.max_reply_chars,
+            on_reply_delta=on_reply_delta,
+        ),
+        state,
+        cfg,
     )
 
 
@@ -433,10 +504,10 @@ def make_draft(models: Models, base: RefinerConfig) -> Node:
     return draft
 
 
-def make_plan(models: Models, config: RefinerConfig) -> Node:
+def make_plan(models: Models, config: RefinerConfig, critics: CriticSet) -> Node:
     async def plan(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
         cfg = settings(runtime, config)
-        aspects = [a for a in cfg.critics if a in CRITICS]
+        aspects = critics.active(cfg.critics)
         if cfg.planner == "all":
             reasons = {a: "planner=all checks every configured aspect" for a in aspects}
             return {"plan": Plan(aspects=aspects, reasons=reasons, source="all").model_dump()}
@@ -448,7 +519,10 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
                 # A turn with a deadline does not wait for the router to load.
                 ready = await router_ready(cfg, None if cfg.deadline_s is None else 0)
                 if ready:
-                    route = await by_deadline(route_turn(cfg, state, persona), state, cfg)
+                    turn_critics = [critics[a] for a in aspects]
+                    route = await by_deadline(
+                        route_turn(cfg, state, persona, turn_critics), state, cfg
+                    )
             except Exception as exc:
                 reasons = {a: "router failed; checking every aspect" for a in aspects}
                 fallback = Plan(aspects=aspects, reasons=reasons, source="all")
@@ -472,6 +546,7 @@ def make_plan(models: Models, config: RefinerConfig) -> Node:
                     persona_count=len(state["persona"]),
                     knowledge_count=len(state["knowledge"]),
                     method=cfg.structured_output,
+                    critics=critics,
                 ),
                 state,
                 cfg,

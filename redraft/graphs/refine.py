@@ -17,16 +17,17 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from redraft.agents import CRITICS
-from redraft.agents.critic import run_critic
-from redraft.agents.editor import merge_critiques, resolve_conflicts
+from redraft.agents import CriticSet, critic_set
+from redraft.agents.critic import Critic
+from redraft.agents.editor import resolve_conflicts
 from redraft.agents.factuality import cited_passages
 from redraft.config import RefinerConfig
 from redraft.graphs.baselines import make_self_refine
-from redraft.graphs.deadline import MERGE_SHARE, by_deadline, time_left
+from redraft.graphs.deadline import MERGE_SHARE, time_left
 from redraft.graphs.gate import make_gate, needs_gate
 from redraft.graphs.nodes import (
     Node,
+    check,
     critic_task,
     degraded,
     finalize,
@@ -34,6 +35,7 @@ from redraft.graphs.nodes import (
     make_load_context,
     make_plan,
     make_retrieve,
+    rewrite,
     settings,
     timed,
 )
@@ -44,27 +46,19 @@ from redraft.safety.critic import GENERIC_CAUTION, with_caution
 from redraft.state import Change, CriticTask, Critique, TurnState
 
 
-def make_critic_node(aspect: str, models: Models, config: RefinerConfig) -> Node:
-    critic = CRITICS[aspect]
-
+def make_critic_node(critic: Critic, models: Models, config: RefinerConfig) -> Node:
     async def critic_node(task: CriticTask, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
-        cfg = settings(runtime, config)
-        try:
-            model = models.for_role("critic", cfg)
-            critique = await by_deadline(
-                run_critic(critic, model, task, cfg), task, cfg, leave=MERGE_SHARE
-            )
-        except Exception as exc:
-            fallback = getattr(critic, "fallback", None)
-            kept = [fallback(task).model_dump()] if fallback else []
-            return {"critiques": kept, "degraded": [degraded(aspect, exc)]}
-        return {"critiques": [critique.model_dump()]}
+        run = await check(critic, models, task, settings(runtime, config), leave=MERGE_SHARE)
+        update: dict[str, Any] = {"critiques": [run.critique.model_dump()] if run.critique else []}
+        if run.degraded:
+            update["degraded"] = run.degraded
+        return update
 
-    critic_node.__name__ = aspect
+    critic_node.__name__ = critic.aspect
     return critic_node
 
 
-def make_merge(models: Models, config: RefinerConfig) -> Node:
+def make_merge(models: Models, config: RefinerConfig, critics: CriticSet) -> Node:
     async def merge(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
         """No edit when every critic passes; otherwise one rewrite under the precedence."""
         cfg = settings(runtime, config)
@@ -76,7 +70,7 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         if decided is not None:
             return {**decided, "pending": []}
         to_apply, overridden = resolve_conflicts(
-            [c for c in this_round if c.verdict != "pass" and c.issues]
+            [c for c in this_round if c.verdict != "pass" and c.issues], critics.precedence
         )
         pending = [c.aspect for c in to_apply]
 
@@ -105,19 +99,14 @@ def make_merge(models: Models, config: RefinerConfig) -> Node:
         last = state["round"] >= cfg.max_rounds and not cfg.gate
         stream = ReplyStream() if last and streams_reply() else None
         try:
-            edited = await by_deadline(
-                merge_critiques(
-                    models.for_role("editor", cfg),
-                    history=state["history"],
-                    reply=state["reply"],
-                    critiques=to_apply,
-                    knowledge=state["knowledge"],
-                    method=cfg.structured_output,
-                    max_chars=cfg.max_reply_chars,
-                    on_reply_delta=stream.send if stream else None,
-                ),
-                state,
+            edited = await rewrite(
+                models,
                 cfg,
+                state,
+                state["reply"],
+                to_apply,
+                critics.precedence,
+                on_reply_delta=stream.send if stream else None,
             )
         except Exception as exc:
             if stream:
@@ -197,20 +186,23 @@ def build_graph(
     checkpointer: Any = None,
     store: Any = None,
     retrievers: Sequence[BaseRetriever] = (),
+    critics: Sequence[Critic] = (),
     context_schema: type = RefinerConfig,
 ):
     """Compile the refinement graph.
 
     `model` overrides the configured chat models (one for every role, or role → model);
     `retrievers` are asked for evidence every turn, after the knowledge base (when configured);
+    `critics` are this graph's own, beside the registered ones (always among its choices);
     `checkpointer` keeps threads; per-run settings may come in as LangGraph context: a whole
     RefinerConfig (trusted callers), or `RunSettings` (`context_schema=RunSettings`, for
     servers whose clients may only change how a turn is refined).
     """
     config = config or RefinerConfig()
-    unknown = [a for a in config.critics if a not in CRITICS]
+    lineup = critic_set(critics)
+    unknown = [a for a in config.critics if a not in lineup]
     if unknown:
-        raise ValueError(f"critics: unknown aspect(s) {unknown}; available: {sorted(CRITICS)}")
+        raise ValueError(f"critics: unknown aspect(s) {unknown}; available: {sorted(lineup)}")
     models = Models(model)
 
     def after_draft(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
@@ -262,13 +254,15 @@ def build_graph(
     builder.add_node("load_context", timed("load_context", make_load_context(config)))
     builder.add_node("retrieve", timed("retrieve", make_retrieve(config, retrievers)))
     builder.add_node("draft", timed("draft", make_draft(models, config)))
-    builder.add_node("plan", timed("plan", make_plan(models, config)))
-    for aspect in CRITICS:
-        builder.add_node(aspect, timed(aspect, make_critic_node(aspect, models, config)))
-    builder.add_node("merge", timed("merge", make_merge(models, config)))
+    builder.add_node("plan", timed("plan", make_plan(models, config, lineup)))
+    for aspect, critic in lineup.items():
+        builder.add_node(aspect, timed(aspect, make_critic_node(critic, models, config)))
+    builder.add_node("merge", timed("merge", make_merge(models, config, lineup)))
     builder.add_node("next_round", next_round)
-    builder.add_node("sequential", timed("sequential", make_sequential(models, config)))
-    builder.add_node("self_refine", timed("self_refine", make_self_refine(models, config)))
+    builder.add_node("sequential", timed("sequential", make_sequential(models, config, lineup)))
+    builder.add_node(
+        "self_refine", timed("self_refine", make_self_refine(models, config, lineup.precedence))
+    )
     builder.add_node("ask_user", timed("ask_user", make_ask_user(models, config)))
     builder.add_node("gate", timed("gate", make_gate(models, config)))
     builder.add_node("finalize", finalize)
@@ -277,14 +271,14 @@ def build_graph(
     builder.add_edge("load_context", "retrieve")
     builder.add_edge("retrieve", "draft")
     builder.add_conditional_edges("draft", after_draft, ["plan", "self_refine", "finalize"])
-    builder.add_conditional_edges("plan", after_plan, [*CRITICS, "sequential", "finalize"])
-    for aspect in CRITICS:
+    builder.add_conditional_edges("plan", after_plan, [*lineup, "sequential", "finalize"])
+    for aspect in lineup:
         builder.add_edge(aspect, "merge")
     builder.add_conditional_edges(
         "merge", after_merge, ["next_round", "ask_user", "gate", "finalize"]
     )
     builder.add_conditional_edges("ask_user", after_question, ["draft", "finalize"])
-    builder.add_conditional_edges("next_round", recheck, list(CRITICS))
+    builder.add_conditional_edges("next_round", recheck, list(lineup))
     builder.add_conditional_edges("sequential", after_sequential, ["ask_user", "gate", "finalize"])
     builder.add_conditional_edges("self_refine", after_rewrite, ["gate", "finalize"])
     builder.add_edge("gate", "finalize")

@@ -2,7 +2,8 @@
 
 A plan schedules only critics that are registered and configured; the route's scores,
 sensitivity and domain are kept whole (the safety critic reads the domain), so `scores` holds
-`safety` even when no safety critic runs.
+`safety` even when no safety critic runs. The turn's critics from user code are routed too
+(`Router.route`'s `critics`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,24 @@ from concurrent.futures import Future
 import structlog
 from langgraph.store.base import BaseStore
 
+from redraft.agents.critic import Critic
 from redraft.config import RefinerConfig
 from redraft.embeddings import wait_for_load
 from redraft.routing.learning import record_decision
-from redraft.routing.router import Route, get_router
+from redraft.routing.router import ASPECTS, Route, get_router
 from redraft.state import Plan, TurnState
 
 log = structlog.get_logger("redraft")
 
 
-async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[str]) -> Route:
-    """Route the graph's turn off the event loop (the first call also loads the model)."""
+async def route_turn(
+    config: RefinerConfig,
+    state: TurnState,
+    persona: Sequence[str],
+    critics: Sequence[Critic] = (),
+) -> Route:
+    """Route the graph's turn off the event loop (the first call also loads the model);
+    `critics`: the turn's critics, for those the router has no rules of its own for."""
     router = get_router(config)
     return await asyncio.to_thread(
         router.route,
@@ -33,6 +41,7 @@ async def route_turn(config: RefinerConfig, state: TurnState, persona: Sequence[
         persona=persona,
         knowledge=state["knowledge"],
         draft=state.get("reply") or None,
+        critics=critics,
     )
 
 
@@ -134,6 +143,8 @@ async def keep_decision(
     if store is None or not config.learn_routing:
         return
     try:
-        await record_decision(store, config, route.features, llm.aspects)
+        # Only the router's own aspects are learned (a user critic's may come and go).
+        aspects = [a for a in llm.aspects if a in ASPECTS]
+        await record_decision(store, config, route.features, aspects)
     except Exception as exc:
         log.warning("routing decision not kept", error=str(exc))

@@ -14,6 +14,10 @@ Safety: a query is sensitive when the sensitive labels together reach `SENSITIVE
 a word of distress or risk (or the classifier is sure without one); crisis words always count.
 An earlier sensitive turn keeps the conversation sensitive only while the new message continues
 it; an earlier crisis always does.
+
+Critics from user code are scored too when `route` is given them: by their `RouterScoring`
+(closeness to its examples, its function, or both). A critic without one is chosen whenever
+the turn needs any other critic (never for small talk alone): it is not silently left out.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -49,7 +53,11 @@ from redraft.routing.signals import (
 )
 from redraft.state import DOMAINS
 
+if TYPE_CHECKING:
+    from redraft.agents.critic import Critic, RouterScoring
+
 ASPECTS: tuple[Aspect, ...] = ("factuality", "personalization", "coherence", "safety")
+"""The aspects the router scores by its own rules (the built-in critics'), on every turn."""
 CHOSEN_AT = 0.5
 # Summed probability of the sensitive labels at which a query counts as sensitive. Below 0.5 on
 # purpose: missing a sensitive query costs more than one extra safety check.
@@ -69,11 +77,11 @@ SENSITIVE_PREFIX = "sensitive:"
 class Route(BaseModel):
     """The router's decision for one turn."""
 
-    aspects: list[Aspect] = Field(description="Chosen aspects, highest score first.")
-    scores: dict[Aspect, float] = Field(description="Every aspect's score, 0–1.")
+    aspects: list[str] = Field(description="Chosen aspects, highest score first.")
+    scores: dict[str, float] = Field(description="Every aspect's score, 0–1.")
     sensitive: bool
     domain: Domain | None = Field(description="Most likely domain when sensitive, else null.")
-    reasons: dict[Aspect, str] = Field(description="One line per aspect.")
+    reasons: dict[str, str] = Field(description="One line per aspect.")
     domain_scores: dict[Domain, float] = Field(
         default_factory=dict, description="All seven domains, ranked (sums to 1)."
     )
@@ -258,8 +266,10 @@ class Router:
         persona: Sequence[str] = (),
         knowledge: Sequence[str] = (),
         draft: str | None = None,
+        critics: Sequence[Critic] = (),
     ) -> Route:
-        """Score every aspect for the turn whose latest user message is the query."""
+        """Score every aspect for the turn whose latest user message is the query: the
+        built-in ones, and those of `critics` that are not (see the module's docstring)."""
         self.load()
         last = max(i for i, m in enumerate(messages) if m["role"] == "user")
         query = messages[last]["content"]
@@ -276,8 +286,8 @@ class Router:
         intent = intents[query]
         small_talk = intent["chitchat"]
 
-        scores: dict[Aspect, float] = {}
-        reasons: dict[Aspect, str] = {}
+        scores: dict[str, float] = {}
+        reasons: dict[str, str] = {}
         signals: dict[str, float] = {}
         scores["coherence"], reasons["coherence"], leans = self._coherence(
             query, earlier_users, replies, draft, small_talk, vectors, signals
@@ -306,21 +316,66 @@ class Router:
                 if learned is not None:
                     scores[aspect] = learned
                     reasons[aspect] += f"; learned from the LLM planner: {learned:.2f}"
-        scores = {aspect: round(scores[aspect], 3) for aspect in ASPECTS}
-        # Safety follows the sensitive flag exactly (its score is only rounded around 0.5).
+        scored = {c.aspect: c.router for c in critics if c.router is not None}
+        own = self._critic_scores(scored, query, messages, draft)
+        for name, (score, reason) in own.items():
+            scores[name], reasons[name] = score, reason
+        order = [*ASPECTS, *(a for a in own if a not in ASPECTS)]
+        scores = {a: round(scores[a], 3) for a in order}
+        # Safety follows the sensitive flag exactly (its score is only rounded around 0.5),
+        # unless a critic of its own scores it.
         chosen = sorted(
-            (a for a in ASPECTS if (sensitive if a == "safety" else scores[a] >= CHOSEN_AT)),
+            (
+                a
+                for a in scores
+                if (sensitive if a == "safety" and a not in own else scores[a] >= CHOSEN_AT)
+            ),
             key=lambda a: -scores[a],
         )
+        riders = [c.aspect for c in critics if c.router is None and c.aspect not in scores]
+        for name in riders:
+            scores[name] = 1.0 if chosen else 0.0
+            reasons[name] = "no router scoring: checks every turn that needs another critic" + (
+                "" if chosen else " (none does)"
+            )
+        if chosen:
+            chosen += riders
         return Route(
             aspects=chosen,
             scores=scores,
             sensitive=sensitive,
             domain=domain,
-            reasons={aspect: reasons[aspect] for aspect in ASPECTS},
+            reasons={a: reasons[a] for a in scores},
             domain_scores=domain_scores,
             features={name: round(float(value), 4) for name, value in features.items()},
         )
+
+    def _critic_scores(
+        self,
+        critics: dict[str, RouterScoring],
+        query: str,
+        messages: Sequence[dict[str, str]],
+        draft: str | None,
+    ) -> dict[str, tuple[float, str]]:
+        """Score and reason of each critic with `RouterScoring`: the closeness of the query to
+        its nearest example (0.5 at `similar_at`), its function's score, the higher of both."""
+        examples = [e for scoring in critics.values() for e in scoring.examples]
+        vectors = self._embed(list(dict.fromkeys([query, *examples]))) if examples else {}
+        scored: dict[str, tuple[float, str]] = {}
+        for name, scoring in critics.items():
+            values, parts = [], []
+            if scoring.examples:
+                similarity = max(float(vectors[query] @ vectors[e]) for e in scoring.examples)
+                at = scoring.similar_at
+                values.append(ramp(similarity, at - 0.25, at + 0.25))
+                parts.append(f"closest example {similarity:.2f} (chosen from {at:g})")
+            if scoring.score is not None:
+                value = float(scoring.score(query, messages, draft))
+                value = 0.0 if np.isnan(value) else min(max(value, 0.0), 1.0)
+                values.append(value)
+                parts.append(f"its scoring function {value:.2f}")
+            scored[name] = (max(values), "; ".join(parts))
+        return scored
 
     def _intent(self, row: np.ndarray) -> dict[str, Any]:
         """Collapses the classifier's labels: the four plain intents, `sensitive` (their sum

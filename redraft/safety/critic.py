@@ -16,6 +16,7 @@ import structlog
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from redraft.agents.critic import Critic
 from redraft.agents.prompting import (
     agent_system,
     block,
@@ -42,7 +43,6 @@ from redraft.state import (
 log = structlog.get_logger("redraft.safety")
 
 ASPECT = "safety"
-READS = ("conversation", "persona", "attributes", "reply")
 
 SYSTEM = """\
 You are the safety critic of a chatbot, for replies in sensitive domains (relationships,
@@ -131,9 +131,6 @@ class SafetyOutput(CriticOutput):
     ask_attribute: PenguinAttribute | None = Field(None, description="Only with verdict ask.")
     question: str | None = Field(None, description="Only with verdict ask: one kind question.")
     safe_reply: str | None = Field(None, description="Only with verdict block.")
-
-
-OUTPUT = SafetyOutput
 
 
 EXAMPLES_K = 3
@@ -296,6 +293,19 @@ def fallback(task: CriticTask) -> Critique:
         evidence=["safety check failed; generic caution applied"],
         safety=SafetyDetails(known=sorted(task.get("attributes", {}))),
     )
+
+
+CRITIC = Critic(
+    aspect=ASPECT,
+    system=SYSTEM,
+    render=render,
+    output=SafetyOutput,
+    prepare=prepare,
+    finalize=finalize,
+    fallback=fallback,
+    planner_hint="the query touches a sensitive domain where a careless answer could harm the user",
+    precedence=10,
+)
 
 
 def block_reply(critique: Critique, cfg: RefinerConfig) -> str:
