@@ -10,6 +10,7 @@ import json
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from langchain_core.callbacks import AsyncCallbackHandler
@@ -19,7 +20,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import ensure_config, merge_configs
 from langchain_core.utils.json import parse_json_markdown
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from redraft.config import RefinerConfig, Role
 from redraft.errors import RedraftError
@@ -119,9 +120,10 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
     set_policy(model, policy)
     if not direct.chat_completions(model):
         return model
+    key = model.openai_api_key
     target = direct.Target(
         base_url=model.openai_api_base,
-        api_key=model.openai_api_key.get_secret_value() if model.openai_api_key else "not-needed",
+        api_key=key.get_secret_value() if isinstance(key, SecretStr) else "not-needed",
         model=model.model_name,
         temperature=model.temperature,  # as ChatOpenAI settled it for this model
         timeout_s=config.timeout_s,
@@ -368,14 +370,8 @@ async def _structured_tries(
     for _ in range(attempts):
         try:
             if target is not None:
-                reply = await send(
-                    model,
-                    lambda config, sent=messages: direct.call(
-                        target, sent, config, agent=agent, mode=mode, schema=schema
-                    ),
-                    agent=agent,
-                    retry=retry,
-                )
+                call = partial(direct.call, target, messages, agent=agent, mode=mode, schema=schema)
+                reply = await send(model, call, agent=agent, retry=retry)
                 raw = reply.raw
             else:
                 assert runnable is not None

@@ -241,7 +241,7 @@ class Reply:
         return AIMessage(
             content=self.text,
             tool_calls=calls,
-            usage_metadata=usage,  # type: ignore[arg-type]
+            usage_metadata=usage,
             response_metadata=metadata,
         )
 
@@ -390,7 +390,8 @@ async def _observe(
 ) -> AsyncCallbackManagerForLLMRun | None:
     """The chat-model run observers see for this call (usage is counted without it)."""
     parent = parent or {}
-    params = {"model": target.model, "model_name": target.model, "_type": "openai-chat"}
+    params: dict[str, Any] = {"model": target.model, "model_name": target.model}
+    params["_type"] = "openai-chat"
     if target.temperature is not None:
         params["temperature"] = target.temperature
     metadata = {
@@ -437,7 +438,7 @@ def _tap(
             return
         if is_arguments:
             part = {"name": None, "args": piece, "id": None, "index": 0}
-            message = AIMessageChunk(content="", tool_call_chunks=[part])  # type: ignore[list-item]
+            message = AIMessageChunk(content="", tool_call_chunks=[part])
         else:
             message = AIMessageChunk(content=piece)
         await run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=message))
