@@ -241,9 +241,11 @@ def get_embeddings(config: RefinerConfig) -> Embeddings:
             )
         return OpenAIEmbeddings(
             model=choice.removeprefix(OPENAI_PREFIX),
-            api_key=config.api_key.get_secret_value() if config.api_key else "not-needed",
-            base_url=config.base_url,
-            timeout=config.timeout_s,
+            # The fields' names, not their aliases (api_key, base_url, timeout): both are
+            # accepted, and the names are what the type checker knows.
+            openai_api_key=config.api_key.get_secret_value() if config.api_key else "not-needed",
+            openai_api_base=config.base_url,
+            request_timeout=config.timeout_s,
             max_retries=config.max_retries,
             # Token-length checks need tiktoken files from the internet and OpenAI's tokenizer;
             # a compatible server tokenises for itself.

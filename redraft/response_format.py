@@ -7,7 +7,7 @@ validates against the schema); otherwise the draft is the reply and `degraded` s
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 JSON_FORMATS = ("json_object", "json_schema")
 
@@ -38,8 +38,8 @@ def check_format(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-def wants_json(value: dict[str, Any] | None) -> bool:
-    return bool(value) and value.get("type") in JSON_FORMATS
+def wants_json(value: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return value is not None and value.get("type") in JSON_FORMATS
 
 
 def format_problem(reply: str, value: dict[str, Any] | None) -> str | None:
@@ -48,8 +48,10 @@ def format_problem(reply: str, value: dict[str, Any] | None) -> str | None:
         return None
     try:
         data = json.loads(reply)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return f"is not valid JSON ({exc.msg} at character {exc.pos})"
+    except ValueError as exc:  # parsed, but not convertible: an integer of over 4300 digits
+        return f"is not valid JSON ({exc})"
     if value["type"] == "json_object":
         return None if isinstance(data, dict) else "is JSON but not an object"
     schema = (value.get("json_schema") or {}).get("schema")

@@ -69,7 +69,11 @@ class RefinedChatModel(BaseChatModel):
     def __init__(
         self, base_model: BaseChatModel, config: RefinerConfig | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(base_model=base_model, config=config or RefinerConfig(), **kwargs)
+        # pydantic's mypy plugin types BaseChatModel's __init__ with BaseChatModel's fields
+        # only; these are this subclass's fields, which pydantic validates.
+        super().__init__(  # type: ignore[call-arg]
+            base_model=base_model, config=config or RefinerConfig(), **kwargs
+        )
 
     @property
     def _llm_type(self) -> str:

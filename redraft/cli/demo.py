@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -23,7 +23,7 @@ from redraft.config import RefinerConfig
 from redraft.embeddings import LocalEmbeddings, local_model_installed
 from redraft.refiner import Refiner
 from redraft.safety.critic import EXAMPLES_K, path_library
-from redraft.state import RefineRequest, RefineResult
+from redraft.state import PenguinAttribute, RefineRequest, RefineResult
 from redraft.testing.scripted import ScriptedChatModel
 
 LATENCY_S = 0.1
@@ -385,7 +385,10 @@ async def _resumed_view(refiner: Refiner, result: RefineResult) -> Group:
             f"The answer resumes the paused turn and is kept as the user's {asked.attribute}; "
             "the original question is answered again with it.\n"
         )
-        stored = profile.attributes.get(asked.attribute) if profile else None
+        # A question's attribute is typed str; looking up any name is safe (an unknown one is
+        # simply absent).
+        name = cast(PenguinAttribute, asked.attribute)
+        stored = profile.attributes.get(name) if profile else None
         if stored is not None:
             kept.append(
                 f"Stored in the user's profile, so no other conversation asks it again: "

@@ -18,6 +18,7 @@ from redraft.eval.runner import DRAFT, JUDGES, STRATEGIES
 
 if TYPE_CHECKING:
     from redraft.config import RefinerConfig
+    from redraft.eval.results import Row
 
 JUDGE_BASE_URL_ENV = "REDRAFT_JUDGE_BASE_URL"
 JUDGE_API_KEY_ENV = "REDRAFT_JUDGE_API_KEY"
@@ -174,6 +175,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_BAD_INPUT)
     settings = run_settings(args, config, judge_name)
     results = ResultsFile(args.out / "results.jsonl")
+    progress = Progress()
     try:
         evaluation = Evaluation(
             cases,
@@ -183,7 +185,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             strategies=split_list(args.strategies),
             judges=split_list(args.judges),
             concurrency=args.concurrency,
-            progress=Progress(),
+            progress=progress,
         )
         check_run(args.out, settings)
     except ValueError as exc:  # RunMismatchError, OutputDirError, a bad option...
@@ -197,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{todo} of {total} rows to run, {total - todo} already done",
         file=sys.stderr,
     )
-    evaluation.progress.total = todo
+    progress.total = todo
     PARSE_COUNTS.clear()  # the report counts this run's outputs only
     calibration, rows = asyncio.run(
         calibrated(evaluation, judge, config.structured_output, args.out / "calibration.json")
@@ -300,7 +302,7 @@ class Progress:
         self.total = 0
         self.done = 0
 
-    def __call__(self, row: Any) -> None:
+    def __call__(self, row: Row) -> None:
         self.done += 1
         status = "ok" if row.ok else f"FAILED ({row.error})"
         print(

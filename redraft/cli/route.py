@@ -96,7 +96,7 @@ def route_lines(
                 [m.model_dump() for m in case.messages],
                 persona=case.persona,
                 knowledge=case.knowledge,
-                draft=case.draft,
+                draft=case.draft_text,
             )
         except Exception as exc:  # e.g. the OpenAI embeddings endpoint failing for this line
             bad += 1

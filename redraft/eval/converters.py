@@ -297,14 +297,15 @@ def from_focus(path: Path, *, turns: Turns = "all") -> list[EvalCase]:
                 utterance.get("knowledge_candidates") or [], f"{at}.knowledge_candidates"
             )
             answer = utterance.get("knowledge_answer_index")
-            grounded = isinstance(answer, int) and 0 <= answer < len(candidates)
+            if isinstance(answer, int) and 0 <= answer < len(candidates):
+                candidates = [candidates[answer]]  # the passage the answer drew on
             cases.append(
                 make_case(
                     at,
                     id=f"focus-{name}-{turn}",
                     history=ending_with_user(texts)[:-1],
                     persona=facts,
-                    knowledge=[candidates[answer]] if grounded else candidates,
+                    knowledge=candidates,
                     query=texts[-1],
                     reference=reference,
                 )

@@ -360,6 +360,8 @@ def plot(summary: Mapping[str, StrategySummary], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name in names:
             x = summary[name]
+            if x.latency_p50_ms is None:  # a summary without latencies: nowhere to place it
+                continue
             ax.scatter(x.latency_p50_ms, x.geval["overall"])
             ax.annotate(name, (x.latency_p50_ms, x.geval["overall"]))
         ax.set_xlabel("median latency per reply (ms)")

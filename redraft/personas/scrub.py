@@ -40,7 +40,9 @@ async def truncate_wal(*holders: Any) -> list[str]:
         async with holder.lock:
             if not await _checkpoint(conn):
                 async with conn.execute("PRAGMA database_list") as cursor:
-                    stuck.append((await cursor.fetchone())[2])
+                    main = await cursor.fetchone()
+                assert main is not None, "SQLite always lists the main database"
+                stuck.append(main[2])
     for name in stuck:
         log.warning("forget.wal_busy", file=name, hint="a reader held it; the WAL still holds text")
     return stuck

@@ -38,13 +38,13 @@ def safety_outcome(critiques: Iterable[Critique], cfg: RefinerConfig) -> dict[st
     blocking = next((c for c in critiques if c.verdict == "block" and c.aspect == ASPECT), None)
     if blocking is not None:
         return {"reply": block_reply(blocking, cfg), "blocked": True}
-    asking = next((c for c in critiques if c.verdict == "ask" and c.safety), None)
+    asking = next((c.safety for c in critiques if c.verdict == "ask" and c.safety), None)
     if asking is not None:
-        question = asking.safety.question
+        question = asking.question
         # The question is the reply while the turn waits (a paused thread's state shows it);
         # the answer makes the draft be written again.
         return {
-            "ask": {"attribute": asking.safety.ask_attribute, "question": question},
+            "ask": {"attribute": asking.ask_attribute, "question": question},
             "reply": question,
         }
     return None
@@ -72,6 +72,7 @@ def make_ask_user(models: Models, base: RefinerConfig) -> Node:
     ) -> dict[str, Any]:
         cfg = settings(runtime, base)
         ask = state["ask"]
+        assert ask is not None, "the graph routes here only when the safety critic asked"
         asked = (state.get("questions_asked") or 0) + 1
         if not threaded(config):
             # Nothing is checkpointed: the question is kept with the user's persona instead.

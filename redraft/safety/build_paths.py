@@ -62,9 +62,9 @@ class PathCase(BaseModel):
             raise ValueError(f"empty value for {', '.join(blank)}")
         return profile
 
-    def attributes(self) -> list[str]:
+    def attributes(self) -> list[PenguinAttribute]:
         """The profile's attributes, in PENGUIN's order (so searches are reproducible)."""
-        return [a for a in PENGUIN_ATTRIBUTES if a in self.profile]
+        return sorted(self.profile, key=PENGUIN_ATTRIBUTES.index)
 
 
 @dataclass
@@ -159,11 +159,12 @@ class PathBuilder:
         reply = await write_draft(self.responder, history, facts, [])
         if not reply:
             raise ValueError("the responding model returned an empty reply")
-        context = JudgeContext(history=history, profile=dict(case.profile))
+        profile: dict[str, str] = {name: value for name, value in case.profile.items()}
+        context = JudgeContext(history=history, profile=profile)
         verdict = await judge_safety(self.judge, context, reply, method=self.method)
         return verdict.penguin_score
 
-    async def search(self, case: PathCase) -> SearchResult:
+    async def search(self, case: PathCase) -> SearchResult[PenguinAttribute]:
         async def reward(known: frozenset[str]) -> float:
             return await self.reward(case, known)
 

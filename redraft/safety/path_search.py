@@ -12,48 +12,52 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-Reward = Callable[[frozenset[str]], Awaitable[float]]
+# An attribute's name: the search keeps the caller's type (PENGUIN's literal names, say).
+A = TypeVar("A", bound=str)
+
+Reward = Callable[[frozenset[A]], Awaitable[float]]
 
 
 @dataclass
-class _Node:
-    path: tuple[str, ...]
+class _Node(Generic[A]):
+    path: tuple[A, ...]
     visits: int = 0
     value: float = 0.0
-    children: dict[str, _Node] = field(default_factory=dict)
+    children: dict[A, _Node[A]] = field(default_factory=dict)
 
     def mean(self) -> float:
         return self.value / self.visits if self.visits else 0.0
 
 
 @dataclass
-class SearchResult:
-    best_path: list[str]
-    rewards: dict[frozenset[str], float]
+class SearchResult(Generic[A]):
+    best_path: list[A]
+    rewards: dict[frozenset[A], float]
     simulations: int
 
 
 async def search_path(
-    attributes: Sequence[str],
-    reward: Reward,
+    attributes: Sequence[A],
+    reward: Reward[A],
     *,
     depth: int = 4,
     simulations: int = 40,
     exploration: float = 1.4,
     seed: int = 0,
-) -> SearchResult:
+) -> SearchResult[A]:
     """Find a good order of at most `depth` attributes to ask, within `simulations` rewards."""
     rng = random.Random(seed)
-    cache: dict[frozenset[str], float] = {}
+    cache: dict[frozenset[A], float] = {}
 
-    async def judged(path: tuple[str, ...]) -> float:
+    async def judged(path: tuple[A, ...]) -> float:
         key = frozenset(path)
         if key not in cache:
             cache[key] = await reward(key)
         return cache[key]
 
-    root = _Node(path=())
+    root: _Node[A] = _Node(path=())
     for _ in range(simulations):
         node, trail = root, [root]
         # selection: descend through fully expanded nodes by UCT
@@ -81,7 +85,7 @@ async def search_path(
             visited.visits += 1
             visited.value += score
 
-    best: list[str] = []
+    best: list[A] = []
     node = root
     while node.children and len(best) < depth:
         node = max(node.children.values(), key=lambda c: (c.mean(), c.visits))

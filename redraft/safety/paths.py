@@ -89,4 +89,4 @@ def first_attribute_vote(examples: list[dict], known: set[str]) -> str | None:
         nxt = next((a for a in example["path"] if a not in known), None)
         if nxt:
             votes[nxt] = votes.get(nxt, 0.0) + 1.0 + 1e-3 * (len(examples) - rank)
-    return max(votes, key=votes.get) if votes else None
+    return max(votes, key=votes.__getitem__) if votes else None

@@ -7,7 +7,7 @@ import asyncio
 import json
 import resource
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import Request
@@ -126,7 +126,15 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
-class _ReadDeadlines:
+if TYPE_CHECKING:
+    # The mixin's host, as the type checker sees it: uvicorn's httptools protocol has the same
+    # attributes and hooks (connections, transport, cycle, loop, data_received, ...).
+    _Host = H11Protocol
+else:
+    _Host = object
+
+
+class _ReadDeadlines(_Host):
     """Mixin for uvicorn's HTTP protocols: a connection must send a request's headers within
     `header_timeout_s` (of opening, or of the previous response) and its body within
     `body_timeout_s` of the headers, or it is closed (408 if no request started); past
@@ -229,10 +237,13 @@ class _ReadDeadlines:
             self.transport.close()  # the app reading the body sees the client leave
 
 
-try:  # the protocol uvicorn picks by default: httptools when installed, else h11
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
-except ImportError:
+if TYPE_CHECKING:
     _Protocol = H11Protocol
+else:
+    try:  # the protocol uvicorn picks by default: httptools when installed, else h11
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
+    except ImportError:
+        _Protocol = H11Protocol
 
 
 class GuardedProtocol(_ReadDeadlines, _Protocol):

@@ -45,10 +45,11 @@ __all__ = ["Fail", "FakeProvider", "Fault", "RecordedCall", "Response", "ToolCal
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A scripted tool call; ``args=None`` fills arguments from the tool's JSON schema."""
+    """A scripted tool call; ``args=None`` fills arguments from the tool's JSON schema (a list
+    is sent as a JSON array: a structured output whose schema is one)."""
 
     name: str
-    args: dict[str, Any] | str | None = None
+    args: dict[str, Any] | list[Any] | str | None = None
     id: str | None = None
 
 
@@ -422,7 +423,7 @@ class FakeProvider:
         for protocol in list(self._server.server_state.connections):
             if getattr(protocol, "client", None) != client:
                 continue
-            transport = protocol.transport  # type: ignore[attr-defined]
+            transport = protocol.transport
             if reset:
                 sock = transport.get_extra_info("socket")
                 if sock is not None:

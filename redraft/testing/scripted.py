@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, Self, TypeGuard, get_args
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.exceptions import OutputParserException
@@ -259,7 +259,6 @@ class ScriptedChatModel(BaseChatModel):
         """
         if method not in get_args(StructuredMethod):
             raise ValueError(f"unknown structured output method {method!r}")
-        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         kwargs["ls_structured_output_format"] = {
             "kwargs": {"method": method, "strict": strict},
             "schema": schema,
@@ -270,7 +269,7 @@ class ScriptedChatModel(BaseChatModel):
             llm = self.bind_tools([schema], tool_choice=tool_name, strict=strict, **kwargs)
             parser = (
                 PydanticToolsParser(tools=[schema], first_tool_only=True)
-                if is_pydantic
+                if _is_model(schema)
                 else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
             )
         else:
@@ -282,7 +281,9 @@ class ScriptedChatModel(BaseChatModel):
                 response_format = {"type": "json_object", "schema": schema_json}
             llm = self.bind(response_format=response_format, **kwargs)
             parser = (
-                PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
+                PydanticOutputParser(pydantic_object=schema)
+                if _is_model(schema)
+                else JsonOutputParser()
             )
         if include_raw:
             parse = RunnablePassthrough.assign(
@@ -480,6 +481,11 @@ def _usage(messages: list[BaseMessage], reply: AIMessage) -> UsageMetadata:
     )
 
 
+def _is_model(schema: object) -> TypeGuard[type[BaseModel]]:
+    """Whether `schema` is a pydantic model class (parsed into instances, not dicts)."""
+    return isinstance(schema, type) and is_basemodel_subclass(schema)
+
+
 def _chunks(call: RecordedCall, message: AIMessage) -> Iterator[ChatGenerationChunk]:
     """Stream `message` as a provider would; merging the chunks gives `message` back.
 
@@ -487,6 +493,7 @@ def _chunks(call: RecordedCall, message: AIMessage) -> Iterator[ChatGenerationCh
     indexed `tool_call_chunks`; the last chunk carries usage and metadata.
     """
     content = message.content
+    pieces: Sequence[str | list[str | dict[Any, Any]]]
     if isinstance(content, str):
         pieces = (
             _json_slices(content)
@@ -496,18 +503,20 @@ def _chunks(call: RecordedCall, message: AIMessage) -> Iterator[ChatGenerationCh
     else:
         pieces = [content] if content else []
     chunks = [AIMessageChunk(content=piece, id=message.id) for piece in pieces]
-    tool_calls = [(tc["name"], json.dumps(tc["args"]), tc["id"]) for tc in message.tool_calls]
+    tool_calls: list[tuple[str | None, str, str | None]] = [
+        (tc["name"], json.dumps(tc["args"]), tc["id"]) for tc in message.tool_calls
+    ]
     tool_calls += [(tc["name"], tc["args"] or "", tc["id"]) for tc in message.invalid_tool_calls]
     for index, (name, arguments, call_id) in enumerate(tool_calls):
         for n, piece in enumerate(_json_slices(arguments) or [""]):
             first = n == 0
-            chunk = tool_call_chunk(
+            call_chunk = tool_call_chunk(
                 name=name if first else None,
                 args=piece,
                 id=call_id if first else None,
                 index=index,
             )
-            chunks.append(AIMessageChunk(content="", id=message.id, tool_call_chunks=[chunk]))
+            chunks.append(AIMessageChunk(content="", id=message.id, tool_call_chunks=[call_chunk]))
     chunks.append(
         AIMessageChunk(
             content="",
