@@ -237,7 +237,7 @@ class _ReadDeadlines(_Host):
             self.transport.close()  # the app reading the body sees the client leave
 
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a base picked at import time cannot be typed: the checker sees h11's
     _Protocol = H11Protocol
 else:
     try:  # the protocol uvicorn picks by default: httptools when installed, else h11
