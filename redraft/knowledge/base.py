@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from redraft.db import is_postgres, postgres_connection
 from redraft.errors import RedraftError
 from redraft.parsing import printable
 
@@ -39,7 +40,6 @@ TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 PDF_SUFFIX = ".pdf"
 MAX_FILE_BYTES = 20_000_000
-CONNECT_TIMEOUT_S = 5  # PostgreSQL that does not answer: fail, do not wait for ever
 # all-MiniLM-L6-v2 reads 256 word pieces, about 1000 characters of English.
 MAX_CHUNK_CHARS = 900
 # Each ranking contributes this many candidates to the fusion.
@@ -454,7 +454,7 @@ class PostgresStore:
         import psycopg
 
         try:
-            with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S) as db:
+            with postgres_connection(self.url) as db:
                 return work(db)
         except psycopg.Error as exc:
             raise KnowledgeBaseError(f"knowledge base in PostgreSQL: {exc}") from exc
@@ -708,9 +708,8 @@ class KnowledgeBase:
 
 
 def store_for(config: RefinerConfig) -> Store:
-    url = config.database_url or ""
-    if url.startswith(("postgres://", "postgresql://")):
-        return PostgresStore(url)
+    if is_postgres(config.database_url):
+        return PostgresStore(config.database_url)
     return SqliteStore(config.kb_path or config.home / "kb.sqlite")
 
 

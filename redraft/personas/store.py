@@ -30,6 +30,7 @@ from langgraph.store.base import BaseStore, GetOp, Item, PutOp, SearchOp
 from pydantic import BaseModel, Field
 
 from redraft.config import RefinerConfig
+from redraft.db import postgres_pool, sqlite_connection
 from redraft.personas.model import (
     PENGUIN_ATTRIBUTES,
     Attribute,
@@ -42,6 +43,8 @@ from redraft.personas.model import (
     normalise,
     now,
 )
+from redraft.personas.scrub import secure_delete
+from redraft.waits import outage_of
 
 ROOT = "redraft"
 PROFILE, FACTS, EDITS, THREADS, VERSIONS = "profile", "facts", "edits", "threads", "versions"
@@ -55,7 +58,6 @@ CACHED_NAMESPACES = 64
 """Namespaces whose vectors a process keeps (Python ranking only), least recently used out."""
 ACTIVE = {"status": "active"}
 META, VECTORS_KEY = (ROOT, "meta"), "vectors"
-OPEN_TIMEOUT_S = 5.0
 SQLITE_VEC, ITEMS = "sqlite-vec", "items"
 
 
@@ -472,24 +474,13 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
     kind = config.checkpointer_kind
     if kind == "postgres":
         from langgraph.store.postgres.aio import AsyncPostgresStore
-        from psycopg.rows import dict_row
-        from psycopg_pool import AsyncConnectionPool
 
         from redraft.personas.bounded import BoundedStore
-        from redraft.waits import outage_of
 
         if not config.database_url:
             raise ValueError("the postgres persona store needs REDRAFT_DATABASE_URL")
-        pool = AsyncConnectionPool(
-            config.database_url,
-            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-            open=False,
-            timeout=OPEN_TIMEOUT_S,  # a database that stops answering fails fast, not in 30 s
-        )
-        stack.push_async_callback(pool.close)
         # A database that is down fails the opening in seconds (the turn then has no memory).
-        await pool.open(wait=True, timeout=OPEN_TIMEOUT_S)
-        store = AsyncPostgresStore(pool)
+        store = AsyncPostgresStore(await postgres_pool(config.database_url, stack))
         await store.setup()
         return BoundedStore(store, config.store_timeout_s, outage_of(config.database_url))
     from redraft.embeddings import DeferredEmbeddings
@@ -501,16 +492,12 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
         from langgraph.store.memory import InMemoryStore
 
         return InMemoryStore(index=index)
-    import aiosqlite
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-    config.home.mkdir(parents=True, exist_ok=True)
-    conn = await stack.enter_async_context(
-        aiosqlite.connect(str(config.memory_path), isolation_level=None)
-    )
+    conn = await sqlite_connection(config.memory_path, stack, isolation_level=None)
     # Deleting an item then deletes its vectors too, and forgotten text is overwritten on disk.
     await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA secure_delete = ON")
+    await secure_delete(conn)
     plain = AsyncSqliteStore(conn)
     await plain.setup()
     # A file keeps the vector layout it was created with, whichever Python opens it later.
@@ -525,9 +512,9 @@ async def open_store(config: RefinerConfig, stack: contextlib.AsyncExitStack) ->
         await plain.aput(META, VECTORS_KEY, {"mode": mode}, index=False)
     if mode == ITEMS:
         return plain
-    store = AsyncSqliteStore(conn, index=index)
-    await store.setup()
-    return store
+    native = AsyncSqliteStore(conn, index=index)
+    await native.setup()
+    return native
 
 
 def sqlite_loads_extensions() -> bool:
