@@ -14,7 +14,9 @@ Measured with no checkpointer (no thread), SQLite and PostgreSQL threads (5 turn
 cells interleaved turn by turn; then the same turn in-process with `ScriptedChatModel` (no HTTP,
 no openai SDK: the graph, LangGraph and LangChain's chat-model layer only), and with the router.
 The client stack is costed call by call (`client_calls`), and one run is profiled with
-pyinstrument to say where the CPU time goes.
+pyinstrument to say where the CPU time goes. Last, `lean_peer`: a five-call turn's CPU against
+the same five calls made by a minimal LangGraph graph on the bare openai SDK
+(`benchmarks/lean_peer.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import lean_peer
 from benchmarks.perf_common import (
     ASPECTS,
     EDIT,
@@ -141,6 +144,9 @@ async def measure(
                 if number >= THREAD_TURNS:
                     samples[cell].append(sample)
         profile = await profile_turns_of(provider, built[chosen[0]][0], chosen[0], profile_turns)
+    peer = await lean_peer.measure(
+        provider, home / "lean-peer", turns=turns, profile_turns=profile_turns
+    )
     return {
         "latency_ms": 0,
         "turn": f"parallel strategy, {CRITICS} critics that revise, editor: "
@@ -151,6 +157,7 @@ async def measure(
         "cells": [cell_row(cell, samples[cell]) for cell in chosen],
         "client_calls": await client_calls(provider, home, calls=max(20, turns)),
         "profile": profile,
+        "lean_peer": peer,
     }
 
 

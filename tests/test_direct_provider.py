@@ -261,3 +261,30 @@ async def test_a_hung_call_is_cut_at_timeout_s_from_sending(
     assert 0.5 <= time.perf_counter() - started < 2.0
     assert provider.base_url in str(info.value)
     assert (tracker.usage.llm_calls, tracker.usage.failed_calls) == (1, 1)
+
+
+async def test_the_benchmarks_lean_peer_makes_redrafts_five_calls(provider, http_config):
+    """`benchmarks/lean_peer.py` compares like with like: the same agents, calls and
+    structured-output mode as redraft's five-call turn."""
+    import openai
+
+    from benchmarks.lean_peer import build_peer, redraft_request
+    from benchmarks.perf_common import ASPECTS, script_turn
+
+    script_turn(provider, ASPECTS)
+    config = http_config(
+        planner="all",
+        critics=list(ASPECTS),
+        structured_output="json_schema",
+        memory=False,  # as the benchmark runs it: no memory call after the turn
+        kb="off",
+    )
+    async with Refiner(config) as refiner:
+        await refiner.arefine(redraft_request(0))
+    ours = sorted((c.agent, c.response_format["type"], c.stream) for c in provider.calls)
+    provider.calls.clear()
+    async with openai.AsyncOpenAI(base_url=provider.base_url, api_key="k") as client:
+        out = await build_peer(client).ainvoke({"query": "Can I double my dose?"})
+    theirs = sorted((c.agent, c.response_format["type"], c.stream) for c in provider.calls)
+    assert len(ours) == 5 and ours == theirs
+    assert len(out["critiques"]) == 4 and out["reply"]
