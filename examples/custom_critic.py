@@ -1,12 +1,12 @@
-"""A critic of your own, in its own file: Acme's brand voice, beside redraft's built-in critics.
+"""A critic of your own, in its own file: Acme's brand voice, registered beside redraft's own.
 
     OPENAI_BASE_URL=... OPENAI_API_KEY=... REDRAFT_MODEL=... python examples/custom_critic.py
 
 Runs one turn through redraft's public API: a support bot's draft reply is checked by the
-brand-voice critic defined here and by the built-in factuality critic (against the price list
-passed as knowledge); the editor merges both critiques, factuality first where they clash, and
-the whole `RefineResult` is printed as JSON. Any OpenAI-compatible endpoint works (a local
-llama.cpp or Ollama server too); without OPENAI_BASE_URL it is OpenAI's API.
+brand-voice critic defined here, the editor rewrites it if the critic asks for changes, and the
+whole `RefineResult` is printed as JSON. Any OpenAI-compatible endpoint works (a local llama.cpp
+or Ollama server too); without OPENAI_BASE_URL it is OpenAI's API. Two model calls: the
+critic's, and the editor's.
 
 The same file serves as a critic module for `redraft serve`, with no code of yours around it:
 
@@ -14,6 +14,8 @@ The same file serves as a critic module for `redraft serve`, with no code of you
 """
 
 from __future__ import annotations
+
+import os
 
 from redraft import Critic, CriticTask, Refiner, RefinerConfig, RouterScoring, register_critic
 from redraft.agents.prompting import block, last_user_message
@@ -59,17 +61,23 @@ BRAND_VOICE = Critic(
 
 REQUEST = {
     "messages": [{"role": "user", "content": "How much is the Pro plan per month?"}],
-    "knowledge": ["Acme price list: the Pro plan costs $12 per month, billed monthly."],
     # A draft written by your own bot: redraft refines it instead of writing one.
-    "draft": "lol the Pro plan is like $15/month!!! way better than the junk other apps sell 😎",
+    "draft": "lol the Pro plan is like $12/month!!! way better than the junk other apps sell 😎",
 }
 
 
 def main() -> None:
     register_critic(BRAND_VOICE)
-    # planner="all": every configured critic checks every turn, so the example always shows
-    # the critic at work (with the router or the LLM planner, the turn decides).
-    config = RefinerConfig(planner="all", critics=["factuality", "brand_voice"], memory=False)
+    # Only this critic, and planner="all" (every configured critic checks every turn), so the
+    # example always shows it at work; list built-ins beside it (`critics`) and let the router
+    # or the LLM planner choose per turn in a real deployment.
+    config = RefinerConfig(
+        planner="all",
+        critics=["brand_voice"],
+        memory=False,
+        # A small model on a CPU can take minutes per call: wait up to 5 unless told otherwise.
+        timeout_s=float(os.environ.get("REDRAFT_TIMEOUT_S", "300")),
+    )
     with Refiner(config) as refiner:
         result = refiner.refine(REQUEST)
     print(result.model_dump_json(indent=2))

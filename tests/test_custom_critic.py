@@ -23,7 +23,6 @@ ON_VOICE = "The Pro plan costs $12 per month, billed monthly."
 
 def script_example(provider) -> None:
     provider.script("brand_voice", revise("lol", "drop the slang", "slang is off-voice"))
-    provider.script("factuality", PASS)
     change = {"aspect": "brand_voice", "change": "Acme's voice"}
     provider.script("editor", {"changes": [change], "reply": ON_VOICE})
 
@@ -44,9 +43,10 @@ def test_the_example_prints_a_result_with_its_own_critique(provider, tmp_path):
     result = RefineResult.model_validate(json.loads(done.stdout))
     voice = next(c for c in result.critiques if c.aspect == "brand_voice")
     assert voice.verdict == "revise" and voice.issues[0].span == "lol"
-    assert {c.aspect for c in result.critiques} == {"brand_voice", "factuality"}
+    assert [c.aspect for c in result.critiques] == ["brand_voice"]
     assert result.reply == ON_VOICE and result.changed
-    # the editor merged in precedence order: the built-in factuality before brand_voice (50)
+    assert [c.agent for c in provider.calls] == ["brand_voice", "editor"]
+    # the editor's precedence: the built-ins, then brand_voice (50)
     system = provider.calls_for("editor")[0].messages[0]["content"]
     assert "safety > factuality > personalization > coherence > brand_voice" in system
     # the critic's own prompt, with the untrusted draft inside a block
