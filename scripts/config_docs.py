@@ -25,10 +25,11 @@ from redraft.config import RUN_SETTINGS, RefinerConfig, ServerConfig
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 COMMAND = "python -m scripts.config_docs"
 
-# Defaults that depend on the machine the generator runs on: said in words, so that the page is
-# the same everywhere.
+# Defaults that depend on the machine or the process the generator runs in (the extras installed,
+# the critics registered so far): said in words, so that the page is the same everywhere.
 DEFAULTS_IN_WORDS = {
     "planner": "`router` with the `embeddings` extra, else `llm`",
+    "critics": "every registered critic: `factuality,personalization,coherence,safety`, then yours",
     "home": "the per-user data directory (platformdirs; `~/.local/share/redraft` on Linux)",
 }
 

@@ -185,7 +185,7 @@ def test_check_command_finds_what_does_not_exist():
 
 
 NAMED_PATH = re.compile(
-    r"(?<![\w/.])((?:redraft|scripts|tests|benchmarks|personas|playground)/[\w/.-]*)"
+    r"(?<![\w/.])((?:redraft|scripts|tests|benchmarks|personas|playground|examples)/[\w/.-]*)"
 )
 
 
