@@ -218,7 +218,7 @@ class Refiner:
                     # Bounded on its own; a store that cannot open costs memory, not the thread.
                     await self._open_personas_for_turn()
                 reading = self._start(request, turn.run_config())
-                started = await read_thread(self.config, reading, turn.settings.store_timeout_s)
+                begun = await read_thread(self.config, reading, turn.settings.store_timeout_s)
         except Exception as exc:
             detail = str(exc) or "no answer within the turn's deadline"
             problem = f"the thread could not be read: {type(exc).__name__}: {detail}"[:500]
@@ -227,14 +227,14 @@ class Refiner:
             # A handed-in draft still comes back: the turn runs on the request's messages.
             log.warning("threads.unavailable", error=type(exc).__name__)
             turn.without_thread(problem)
-            started = await self._start(turn.request, turn.run_config())
+            begun = await self._start(turn.request, turn.run_config())
         turn.thread_read()
         turn.personas = self._personas if remembers(request.user_id) else None
         turn.generation = self._memory.generation(request.user_id)
         if turn.personas is not None and turn.request.thread_id is not None:
             self._memory.remember_thread(turn.personas, request.user_id, turn.request.thread_id)
         turn.log_start()
-        return started
+        return begun
 
     def _finish(self, turn: Turn, events: TurnEvents, result: RefineResult) -> RefineResult:
         """The turn's result once the graph has ended: the safety agent's question as the
