@@ -95,7 +95,7 @@ def redraft_serve(env: dict[str, str], log: Path, workers: int = 1):
             [
                 sys.executable,
                 "-m",
-                "redraft.cli",
+                "redraft",
                 "serve",
                 "--port",
                 "0",

@@ -288,3 +288,16 @@ async def test_the_benchmarks_lean_peer_makes_redrafts_five_calls(provider, http
     theirs = sorted((c.agent, c.response_format["type"], c.stream) for c in provider.calls)
     assert len(ours) == 5 and ours == theirs
     assert len(out["critiques"]) == 4 and out["reply"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"<html>502 Bad Gateway</html>", "not a chat completion.*502 Bad Gateway"),
+        (b'{"choices": []}', "no choices"),
+        (b'{"error": {"message": "overloaded"}}', "overloaded"),
+    ],
+)
+def test_a_200_without_a_reply_is_an_error_that_says_what_came(body, says):
+    with pytest.raises(direct.ProviderReplyError, match=says):
+        direct._read(body)

@@ -30,7 +30,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResul
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.function_calling import convert_to_openai_function
 from langsmith.utils import tracing_is_enabled
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from redraft.errors import RedraftError
 from redraft.llm.output import wire_schema
@@ -247,7 +247,13 @@ class Reply:
 
 
 def _read(body: bytes) -> Reply:
-    completion = _Completion.model_validate_json(body)
+    try:
+        completion = _Completion.model_validate_json(body)
+    except ValidationError as exc:
+        raise ProviderReplyError(
+            f"the provider's answer is not a chat completion ({exc.error_count()} errors): "
+            f"{body[:200]!r}"
+        ) from None
     if completion.error:
         raise ProviderReplyError(f"the provider answered with an error: {completion.error}")
     if not completion.choices:
@@ -390,8 +396,11 @@ async def _observe(
 ) -> AsyncCallbackManagerForLLMRun | None:
     """The chat-model run observers see for this call (usage is counted without it)."""
     parent = parent or {}
-    params: dict[str, Any] = {"model": target.model, "model_name": target.model}
-    params["_type"] = "openai-chat"
+    params: dict[str, Any] = {
+        "model": target.model,
+        "model_name": target.model,
+        "_type": "openai-chat",
+    }
     if target.temperature is not None:
         params["temperature"] = target.temperature
     metadata = {
