@@ -14,6 +14,7 @@ from langchain_core.retrievers import BaseRetriever
 from langgraph.store.base import BaseStore
 from langgraph.types import Command
 
+from redraft.agents.critic import Critic
 from redraft.config import RefinerConfig
 from redraft.db import OPEN_TIMEOUT_S
 from redraft.embeddings import DeferredEmbeddings, wait_for_load
@@ -51,6 +52,8 @@ class Refiner:
     or a mapping role → model) to use your own models, e.g. `redraft.testing.ScriptedChatModel`.
     `retrievers` (any LangChain retrievers) are asked for evidence every turn, as is the local
     knowledge base when there is one.
+    `critics` (`Critic` objects) are this refiner's own, beside the registered ones: among its
+    planner's choices on every turn, whatever the config's `critics` say (docs/critics.md).
     `store` (any LangGraph store) keeps personas instead of the configured one (see `personas`).
     Use it as an (async) context manager, or call `close()`/`aclose()`, to finish background
     memory work and release thread and persona storage.
@@ -67,6 +70,7 @@ class Refiner:
         model: BaseChatModel | Mapping[str, BaseChatModel] | None = None,
         checkpointer: Any = None,
         retrievers: Sequence[BaseRetriever] = (),
+        critics: Sequence[Critic] = (),
         store: BaseStore | None = None,
         preload: bool = False,
     ) -> None:
@@ -80,6 +84,7 @@ class Refiner:
         self._retrievers = list(retrievers)
         self._store = store
         self._own_store = store is None
+        self._critics = tuple(critics)
         self._graph = self._build()
         self._checkpointer = checkpointer
         self._threads_graph = None
@@ -110,6 +115,7 @@ class Refiner:
             checkpointer=checkpointer,
             store=self._store,
             retrievers=self._retrievers,
+            critics=self._critics,
         )
 
     async def _graph_for(self, request: RefineRequest):
