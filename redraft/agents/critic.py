@@ -58,6 +58,8 @@ RESERVED = frozenset(
         "safety_answer",
         "safety_judge",
         "overall",
+        # what the test doubles call a request with no agent marker
+        "default",
     }
 )
 """Names a critic cannot take: another node or agent has them."""
@@ -151,6 +153,8 @@ class Critic:
             raise CriticError(f"critic {name!r}: `precedence` must be an integer")
         if not (isinstance(self.output, type) and issubclass(self.output, CriticOutput)):
             raise CriticError(f"critic {name!r}: `output` must be CriticOutput or a subclass")
+        if "reply" in self.output.model_fields:
+            raise CriticError(f"critic {name!r}: `output` must not have a `reply` field")
         for hook in ("render", "prepare", "finalize", "fallback"):
             value = getattr(self, hook)
             if value is not None and not callable(value):
