@@ -344,6 +344,13 @@ class RefinerConfig(BaseSettings):
         description="The router's learned weights (`redraft route train` writes them); default "
         "<home>/router_learned.json, used when it exists.",
     )
+    routing_retrain_every_s: float | None = Field(
+        None,
+        gt=0,
+        description="`redraft serve`: refit the learned router on the kept LLM planner decisions "
+        "every this many seconds, in the background (as `redraft route train` does; skipped "
+        "when nothing new was kept). Off by default.",
+    )
 
     @field_validator("embeddings")
     @classmethod

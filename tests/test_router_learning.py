@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+from types import SimpleNamespace
 
+import httpx
 import pytest
 from langgraph.store.memory import InMemoryStore
+from structlog.testing import capture_logs
 
 from redraft import Refiner
 from redraft.cli import main
 from redraft.config import RefinerConfig
 from redraft.personas.store import open_store
+from redraft.routing import retrain
 from redraft.routing.learning import (
     NAMESPACE,
     Decision,
@@ -25,7 +30,9 @@ from redraft.routing.learning import (
     stored_decisions,
     write_learned,
 )
+from redraft.routing.retrain import RouterRetrainer
 from redraft.routing.router import get_router
+from redraft.server.app import create_app
 from tests.conftest import PASS, assistant, plan, user
 
 SAFE_PASS = {**PASS, "domain": "Career", "risk": "medium", "completeness": 4}
@@ -132,3 +139,108 @@ def test_route_train_refits_from_the_store_and_bounds_what_it_keeps(tmp_path, ca
             return len(kept), dropped, len(await store.asearch(NAMESPACE, limit=100))
 
     assert asyncio.run(bounded()) == (10, 14, 10)
+
+
+async def keep(store, decisions_: list[Decision]) -> None:
+    config = RefinerConfig(learn_routing=True)
+    for d in decisions_:
+        await record_decision(store, config, d.features, d.aspects)
+
+
+def personas_on(store):
+    """What the server passes: the refiner's `personas`, whose `store` holds the decisions."""
+
+    async def personas():
+        return SimpleNamespace(store=store)
+
+    return personas
+
+
+async def test_a_retrain_swaps_in_the_new_weights_without_reloading_and_skips_when_nothing_is_new(
+    tmp_path,
+):
+    config = RefinerConfig(home=tmp_path, routing_retrain_every_s=60)
+    before = get_router(config)
+    await asyncio.to_thread(before.load)
+    store = InMemoryStore()
+    await keep(store, decisions(20))
+    retrainer = RouterRetrainer(config, personas_on(store))
+
+    learned = await retrainer.retrain()
+    assert learned is not None and set(learned.aspects) == {"coherence"}
+    after = get_router(config)
+    assert after is not before and after.learned == learned
+    assert after.load_times is before.load_times  # the loaded classifier, not a reload
+    assert before.learned is None  # a turn still routing with the old router is unaffected
+    route = after.route(UNCLEAR, draft="Update your CV first.")
+    assert "learned from the LLM planner" in route.reasons["coherence"]
+
+    written = learned_path(config).stat().st_mtime_ns
+    assert await retrainer.retrain() is None  # no new decision: no refit
+    assert learned_path(config).stat().st_mtime_ns == written and get_router(config) is after
+
+    await keep(store, decisions(4))
+    again = await retrainer.retrain()
+    assert again is not None and again.examples == 24
+    assert get_router(config).learned == again
+
+
+async def test_a_retrain_that_fails_is_logged_and_leaves_the_router_as_it_was(tmp_path):
+    config = RefinerConfig(home=tmp_path, routing_retrain_every_s=60)
+    router = get_router(config)
+
+    async def store_down():
+        raise ConnectionError("the store does not answer")
+
+    with capture_logs() as logs:
+        assert await RouterRetrainer(config, store_down).retrain() is None
+        assert await RouterRetrainer(config, personas_on(InMemoryStore())).retrain() is None
+    failed = [e for e in logs if e["event"] == "routing.retrain_failed"]
+    assert len(failed) == 1 and "does not answer" in failed[0]["error"]
+    assert get_router(config) is router and not learned_path(config).exists()
+
+
+async def test_the_server_retrains_in_the_background_while_turns_go_on(
+    provider, http_config, monkeypatch
+):
+    """The fit runs off the event loop: while it is held up, a turn is answered."""
+    assert RefinerConfig().routing_retrain_every_s is None  # opt-in
+    real_fit, fitting, release = retrain.fit, threading.Event(), threading.Event()
+
+    def held_fit(rows):
+        fitting.set()
+        assert release.wait(60)
+        return real_fit(rows)
+
+    monkeypatch.setattr(retrain, "fit", held_fit)
+    config = http_config(routing_retrain_every_s=0.05, memory=False)
+    store = InMemoryStore()
+    await keep(store, decisions(20))
+    async with Refiner(config, store=store) as refiner:
+        app = create_app(config, refiner=refiner)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://redraft") as client,
+        ):
+            with capture_logs() as logs:
+                assert await asyncio.to_thread(fitting.wait, 30)
+                provider.script("planner", plan("factuality"))
+                provider.script("factuality", PASS)
+                answer = await asyncio.wait_for(
+                    client.post(
+                        "/v1/chat/completions",
+                        json={"model": "m", "messages": UNCLEAR, "draft": "Update your CV first."},
+                    ),
+                    60,
+                )
+                assert not learned_path(config).exists()  # the fit is still held up
+                release.set()
+                for _ in range(600):
+                    if any(e["event"] == "routing.retrained" for e in logs):
+                        break
+                    await asyncio.sleep(0.05)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "Update your CV first."
+        assert load_learned(config).examples == 20
+        assert [e["examples"] for e in logs if e["event"] == "routing.retrained"] == [20]

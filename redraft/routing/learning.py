@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -150,9 +151,10 @@ def fit(decisions: Sequence[Decision]) -> Learned:
 
 
 def write_learned(learned: Learned, path: Path) -> None:
-    """Write atomically: a router loading meanwhile reads the old file or the new, whole."""
+    """Write atomically: a router loading meanwhile reads the old file or the new, whole. The
+    partial file's name is this writer's own (several server workers may retrain at once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
+    partial = path.with_suffix(f"{path.suffix}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     partial.write_text(json.dumps(learned.model_dump(mode="json"), indent=1) + "\n")
     partial.replace(path)
 

@@ -11,7 +11,11 @@ Coherence reads the dialogue, not only the last message's embedding: a message t
 what was said (follow-up words, an answer to the assistant's question, a short elliptical
 message) or a draft whose days, times and numbers differ from the dialogue's calls for it.
 Safety: a query is sensitive when the sensitive labels together reach `SENSITIVE_AT` and it has
-a word of distress or risk (or the classifier is sure without one); crisis words always count.
+a word of distress or risk, tells the user's own circumstances or asks a decision about them (a
+calm request with personal stakes: "My manager put me on a performance plan. How should I
+respond?", "Should I sell my crypto now?") or comes from a user whose known facts tell of
+distress or risk (PENGUIN's personalised safety), or the classifier is sure without any of
+these; crisis words always count.
 An earlier sensitive turn keeps the conversation sensitive only while the new message continues
 it; an earlier crisis always does.
 
@@ -22,6 +26,7 @@ the turn needs any other critic (never for small talk alone): it is not silently
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import OrderedDict
@@ -48,8 +53,11 @@ from redraft.routing.signals import (
     follow_up_cue,
     is_elliptical,
     overlap,
+    own_situation,
+    personal_stakes,
     signs_off,
     switches_topic,
+    vulnerability,
 )
 from redraft.state import DOMAINS
 
@@ -62,9 +70,10 @@ CHOSEN_AT = 0.5
 # Summed probability of the sensitive labels at which a query counts as sensitive. Below 0.5 on
 # purpose: missing a sensitive query costs more than one extra safety check.
 SENSITIVE_AT = 0.4
-# Without a word of distress or risk, the classifier must be this sure: a study, work or travel
-# question is not sensitive for sharing the topic of sensitive ones.
-SENSITIVE_PLAIN_AT = 0.65
+# Without a word of distress or risk, the user's own circumstances or a decision about them, the
+# classifier must be this sure: a study, work or travel question is not sensitive for sharing the
+# topic of sensitive ones.
+SENSITIVE_PLAIN_AT = 0.85
 # Closeness (cosine) of the new message to an earlier sensitive turn at which it continues it.
 CONTINUES_AT = 0.35
 CONTEXT_TURNS = 3
@@ -116,17 +125,28 @@ def ramp(value: float, low: float, high: float) -> float:
     return min(max((value - low) / (high - low), 0.0), 1.0)
 
 
-def own_sensitivity(text: str, p_sensitive: float) -> tuple[float, str]:
+def own_sensitivity(
+    text: str, p_sensitive: float, vulnerable: str | None = None
+) -> tuple[float, str]:
     """How sensitive a message is by itself, and why: a crisis counts in full; without a word of
-    distress, the classifier's probability is scaled so that `SENSITIVE_PLAIN_AT` lands on
-    `SENSITIVE_AT`."""
+    distress or risk, the user's own circumstances or a decision about them, and from a user not
+    known to be struggling (`vulnerable`: the persona fact that says so), the classifier's
+    probability is scaled so that `SENSITIVE_PLAIN_AT` lands on `SENSITIVE_AT`."""
     crisis = crisis_cue(text)
     if crisis:
         return 1.0, f"crisis words {crisis!r}"
     distress = distress_cue(text)
     if distress:
-        return p_sensitive, f"distress words {distress!r}"
-    return p_sensitive * SENSITIVE_AT / SENSITIVE_PLAIN_AT, "no words of distress"
+        return p_sensitive, f"distress or risk words {distress!r}"
+    situation = own_situation(text)
+    if situation:
+        return p_sensitive, f"the user's own circumstances {situation[:60]!r}"
+    stakes = personal_stakes(text)
+    if stakes:
+        return p_sensitive, f"a decision about the user's own life {stakes!r}"
+    if vulnerable:
+        return p_sensitive, f"a user known to be struggling {vulnerable[:60]!r}"
+    return p_sensitive * SENSITIVE_AT / SENSITIVE_PLAIN_AT, "no words of distress or stakes"
 
 
 def safety_score(p_sensitive: float) -> float:
@@ -170,6 +190,13 @@ class Router:
             if self.load_times is None:
                 self.load_times = self._fit()
         return self.load_times
+
+    def with_learned(self, learned: Learned | None) -> Router:
+        """This router with other learned weights: it shares the loaded model, classifier and
+        vector cache, so retrained weights are swapped in without loading anything."""
+        router = copy.copy(self)
+        router.learned = learned
+        return router
 
     def _fit(self) -> LoadTimes:
         try:
@@ -402,7 +429,8 @@ class Router:
         leans: bool,
     ) -> tuple[float, bool, Domain | None, dict[Domain, float], str]:
         intent = intents[query]
-        p, why = own_sensitivity(query, intent["sensitive"])
+        vulnerable = vulnerability(persona)
+        p, why = own_sensitivity(query, intent["sensitive"], vulnerable)
         if leans and not (crisis_cue(query) or distress_cue(query)):
             # "Where should I stay?" has no topic of its own: the turn it continues decides.
             p, why = 0.0, "a follow-up without words of distress"
@@ -411,7 +439,7 @@ class Router:
         carried, carried_why = 0.0, ""
         switched = switches_topic(query)
         for text in earlier_users:
-            earlier, earlier_why = own_sensitivity(text, intents[text]["sensitive"])
+            earlier, earlier_why = own_sensitivity(text, intents[text]["sensitive"], vulnerable)
             if earlier_why.startswith("crisis"):
                 value = earlier
             elif switched or earlier < SENSITIVE_AT:
@@ -606,15 +634,25 @@ def router_key(config: RefinerConfig) -> tuple[Any, ...]:
 def get_router(config: RefinerConfig) -> Router:
     """The process's router for this config (one per embeddings choice and example set).
 
-    Nothing is loaded here: the model loads on the first `route()`, or on `load()`.
+    Nothing is loaded here: the model loads on the first `route()`, or on `load()`. When only
+    the learned weights changed (`redraft route train`, or the server's periodic retrain), the
+    loaded router is reused with the new ones.
     """
     key = router_key(config)
     with _routers_lock:
         router = _routers.get(key)
         if router is None:
-            router = _routers[key] = Router(
-                router_embeddings(config), load_examples(config), load_learned(config)
-            )
+            learned = load_learned(config)
+            # Same router, an older learned file (the key's last part is the file's mtime).
+            older = [k for k in _routers if k[:-1] == key[:-1]]
+            loaded = next((_routers[k] for k in older if _routers[k].load_times), None)
+            for stale in older:
+                del _routers[stale]
+            if loaded is not None:
+                router = loaded.with_learned(learned)
+            else:
+                router = Router(router_embeddings(config), load_examples(config), learned)
+            _routers[key] = router
         return router
 
 

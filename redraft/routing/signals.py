@@ -1,6 +1,6 @@
 """What a turn's text says without any model: claims in the draft, follow-up cues, self-disclosure,
-distress and crisis words, topic switches, and facts the draft shares with or changes from the
-dialogue.
+distress and crisis words, the user's own circumstances, topic switches, and facts the draft
+shares with or changes from the dialogue.
 
 Cheap regular expressions; the router weighs them together with the embedding classifier.
 """
@@ -82,6 +82,43 @@ _DISTRESS = re.compile(
     r"feel(?:ing)? like a)\b",
     re.IGNORECASE,
 )
+# Events and circumstances that put someone's health, money, home, legal standing, place in a
+# group or future at stake, however calmly told ("behind on the loan", "a plagiarism finding",
+# "the hospice team"): the hard situations PENGUIN's scenarios name, and medicines and doses.
+_RISK = re.compile(
+    r"\b(?:custody|restraining order|stalk\w*|violen\w*|unfaithful|infidel\w*|betray\w*|"
+    r"disown\w*|widow\w*|funeral|bereave\w*|hospice|palliative|terminal(?:ly)?|"
+    r"(?:was|were|been|being|got|get|getting) let go|job cuts|dismiss(?:ed|al)|terminated|"
+    r"wrongful\w*|unfair(?:ly)?|"
+    r"scandal|fraud\w*|scam\w*|ponzi|pyramid scheme|embezzl\w*|lawsuit|suing|sued|"
+    r"accus\w*|under investigation|being investigated|reprimand\w*|formal warning|"
+    r"went under|folded|clos(?:ed|ing) down|shut(?:ting)? down|bankrupt\w*|insolven\w*|"
+    r"behind on|arrears|overdue|default\w*|foreclos\w*|repossess\w*|collection agenc\w*|"
+    r"debt collectors?|bailiffs?|loan sharks?|unlicensed|payday loans?|margin call|wiped out|"
+    r"crash(?:ed)?|losses|identity theft|stole\w*|medical bills|hospital bills?|"
+    r"worth less than|negative equity|made a pass|inappropriate|harm\w*|injur\w*|accident|"
+    r"surgery|botched|gone wrong|sober\w*|relaps\w*|rehab|withdrawal symptoms|intrusive|"
+    r"compulsi\w*|ocd|ptsd|flashbacks?|phobi\w*|insomnia|can't sleep|calorie\w*|purg\w*|"
+    r"paralys\w*|amputat\w*|prosthe\w*|wheelchair|lost my (?:sight|hearing)|medication|meds|"
+    r"dose|dosage|antidepressants?|"
+    r"sleeping (?:pills|tablets)|painkillers?|opioids?|expelled|excluded|exclud\w*|ostraci\w*|"
+    r"shun\w*|shut (?:me |us )?out|left out|dropped me|thrown out|kicked out|blacklist\w*|"
+    r"no confidence|rumou?rs?|backlash|pile-on|went viral|badmouth\w*|falling[- ]out|fell out|"
+    r"plagiari\w*|misconduct|integrity hearing|probation|resits?|retak\w*|turned down|"
+    r"dyslexi\w*|learning disabilit\w*|homesick\w*|forced (?:to|out)|deport\w*|asylum|refugee|"
+    r"undocumented|visa (?:refus\w*|cancel\w*|denied|expir\w*)|deploy\w*|(?:coming|come) out "
+    r"(?:to|as)|transitioning|gender transition|outsider|don't belong|drop(?:ping)? out)\b",
+    re.IGNORECASE,
+)
+# A decision about the user's own life, health or money ("Should I sell now?", "Is it safe for
+# me to ...", "What happens if I default?"): the stakes are the user's.
+_STAKES = re.compile(
+    r"^\W*(?:should (?:I|we)|is it (?:safe|wise|smart|okay|ok|normal|too late|a mistake|"
+    r"worth it|right|wrong)|am I|can I (?:still|afford|keep|get|stop|go back|borrow)|"
+    r"what happens (?:if|when|to my)|will (?:I|they|my|it stay|this stay))\b|"
+    r"\b(?:for me|safe for me|my (?:options|rights|chances))\b",
+    re.IGNORECASE,
+)
 
 _FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'd|my|we|we're|our)\b", re.IGNORECASE)
 
@@ -120,7 +157,7 @@ def crisis_cue(text: str) -> str | None:
 def distress_cue(text: str) -> str | None:
     """Words of distress or risk (a loss, an illness, a conflict, money trouble, a feeling), if
     any: what separates a sensitive request from one that only shares its topic."""
-    match = _DISTRESS.search(text) or _CRISIS.search(text)
+    match = _DISTRESS.search(text) or _RISK.search(text) or _CRISIS.search(text)
     return match.group(0) if match else None
 
 
@@ -135,6 +172,63 @@ def signs_off(text: str) -> bool:
     """Whether the message only thanks or says goodbye ("Thanks a lot, that's all for
     today!"): it leans on nothing that a reply could contradict. A question is not one."""
     return _SIGN_OFF.search(text.strip()) is not None
+
+
+# A sentence that asks or instructs ("How do I ask my landlord to ...", "Rewrite my essay"), as
+# opposed to one that tells ("My son was expelled last week").
+_ASKS = re.compile(
+    r"^\W*(?:how|what|what's|which|where|when|who|why|can|could|would|will|is|are|do|does|did|"
+    r"should|any|tips|help|give|make|write|rewrite|draft|plan|explain|quiz|suggest|recommend|"
+    r"pick|show|tell me|list|find|summari[sz]e|translate|fix|check|proofread|convert|compare|"
+    r"create|edit|book|remind|teach|describe|calculate|compose|generate|format|organi[sz]e|"
+    r"please)\b",
+    re.IGNORECASE,
+)
+# A clause of the user's own circumstances inside a question ("... after my divorce?",
+# "... if my knee hurts every day?", "... now that the kids have left and we ...?"); "when"
+# only inside a sentence ("When should I ..." asks).
+_OWN_CLAUSE = re.compile(
+    r"\b(?:if|after|since|now that|while|because|though|although|but|given that|(?<=\s)when)\b"
+    r"[^.?!]*?\b(?:I|I'm|I've|I'd|my|we|we're|we've|our)\b[^.?!]*",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def own_situation(text: str) -> str | None:
+    """Where the user tells their own circumstances, if anywhere: a first-person sentence
+    that does not ask ("My manager put me on a performance plan.") or a clause of a question
+    ("... if my knee hurts every day?"). A calm request about one's own health, money,
+    family or future carries personal stakes that a how-to question ("How do I calculate my
+    GPA?") does not."""
+    for sentence in _SENTENCE_END.split(text.strip()):
+        if _FIRST_PERSON.search(sentence) and not _ASKS.search(sentence):
+            return sentence
+        clause = _OWN_CLAUSE.search(sentence)
+        if clause:
+            return clause.group(0).strip()
+    return None
+
+
+# A persona fact whose value denies what its name names ("Past Self-Harm History: None").
+_DENIED = re.compile(r":\s*(?:none|no|n/?a|never|not applicable)\W*$", re.IGNORECASE)
+
+
+def vulnerability(facts: list[str] | tuple[str, ...]) -> str | None:
+    """The first known fact about the user that tells of distress, risk or a crisis ("Mental
+    Health Status: Anxiety", "Emotional State: worried about money"), if any: the same request
+    is riskier from a user known to be struggling (PENGUIN's personalised safety)."""
+    for fact in facts:
+        if not _DENIED.search(fact) and distress_cue(fact):
+            return fact
+    return None
+
+
+def personal_stakes(text: str) -> str | None:
+    """The words that make a question a decision about the user's own life, health or money
+    ("Should I ...", "Is it safe for me to ...", "What happens if I ..."), if any."""
+    match = _STAKES.search(text)
+    return match.group(0).strip() if match else None
 
 
 def switches_topic(text: str) -> bool:

@@ -26,6 +26,7 @@ from redraft.errors import RefineError
 from redraft.llm.calls import _is_langchain_provider
 from redraft.log import configure_logging
 from redraft.refiner import RefineEvent, Refiner, ReplyText, ReplyToken, TurnDone
+from redraft.routing.retrain import start_retraining
 from redraft.server.access import AccessLog
 from redraft.server.auth import make_authenticate, user_for
 from redraft.server.errors import ApiError, error_body, install_error_handlers, invalid_request
@@ -160,9 +161,12 @@ def create_app(
             preloading = asyncio.create_task(_preload(refiner, loaded))
         else:
             loaded.set()
+        retraining = start_retraining(refiner.config, refiner.personas)  # opt-in
         yield
         if preloading is not None:
             preloading.cancel()  # the loading threads finish on their own
+        if retraining is not None:
+            retraining.cancel()
         if owned:
             await refiner.aclose()
 
