@@ -17,7 +17,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import LLMResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
 from langchain_core.utils.json import parse_json_markdown
 from pydantic import BaseModel, SecretStr
@@ -100,16 +100,15 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
             "no model provider configured: set OPENAI_API_KEY for OpenAI, or OPENAI_BASE_URL for "
             "an OpenAI-compatible server (Ollama, vLLM, llama.cpp); `redraft demo` runs offline"
         )
-    import httpx
     import openai
     from langchain_openai import ChatOpenAI
 
-    timeout = httpx.Timeout(config.timeout_s, connect=min(CONNECT_TIMEOUT_S, config.timeout_s))
+    timeout = openai.Timeout(config.timeout_s, connect=min(CONNECT_TIMEOUT_S, config.timeout_s))
     model = ChatOpenAI(
-        model=name,
-        api_key=config.api_key.get_secret_value() if config.api_key else "not-needed",
-        base_url=config.base_url,
-        timeout=timeout,
+        model_name=name,
+        openai_api_key=config.api_key or SecretStr(NO_KEY),
+        openai_api_base=config.base_url,
+        request_timeout=timeout,
         stream_usage=True,
         temperature=config.temperature,
         max_retries=0,
@@ -123,7 +122,7 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
     key = model.openai_api_key
     target = direct.Target(
         base_url=model.openai_api_base,
-        api_key=key.get_secret_value() if isinstance(key, SecretStr) else "not-needed",
+        api_key=key.get_secret_value() if isinstance(key, SecretStr) else NO_KEY,
         model=model.model_name,
         temperature=model.temperature,  # as ChatOpenAI settled it for this model
         timeout_s=config.timeout_s,
@@ -134,6 +133,8 @@ def make_chat_model(name: str, config: RefinerConfig) -> BaseChatModel:
 
 
 CONNECT_TIMEOUT_S = 5.0
+NO_KEY = "not-needed"
+"""The key sent to a server that asks for none (the SDK insists on one)."""
 
 
 class Models:
@@ -210,7 +211,7 @@ def _retryable(exc: BaseException) -> bool:
 
 async def send(
     model: BaseChatModel,
-    call: Callable[[dict[str, Any]], Awaitable[R]],
+    call: Callable[[RunnableConfig], Awaitable[R]],
     *,
     agent: str,
     retry: Callable[[BaseException], bool] = _retryable,
@@ -332,7 +333,7 @@ async def call_structured(
             error = exc
             continue
         except Exception as exc:
-            cause = exc.__cause__ if isinstance(exc, ProviderCallError) else exc
+            cause = (exc.__cause__ or exc) if isinstance(exc, ProviderCallError) else exc
             if not negotiating or not _refuses_mode(cause):
                 raise
             endpoint.reject(mode, f"HTTP {_status(cause)}: {str(cause)[:200]}")
@@ -375,12 +376,8 @@ async def _structured_tries(
                 raw = reply.raw
             else:
                 assert runnable is not None
-                out = await send(
-                    model,
-                    lambda config, sent=messages: runnable.ainvoke(sent, config=config),
-                    agent=agent,
-                    retry=retry,
-                )
+                invoke = partial(runnable.ainvoke, messages)
+                out = await send(model, invoke, agent=agent, retry=retry)
                 raw = raw_text(out["raw"])
         except Exception as exc:
             learned = _context_from_error(exc)
@@ -418,7 +415,7 @@ def _retryable_not_refused(exc: BaseException) -> bool:
 
 def _context_from_error(exc: BaseException) -> int | None:
     """The context window a server names when it refuses a prompt as too long."""
-    cause = exc.__cause__ if isinstance(exc, ProviderCallError) else exc
+    cause = (exc.__cause__ or exc) if isinstance(exc, ProviderCallError) else exc
     if _status(cause) != 400:
         return None
     match = CONTEXT_ERROR.search(str(cause))
@@ -468,7 +465,7 @@ async def stream_structured(
     target = direct.target_of(model)
     if target is not None:
 
-        async def stream(config: dict[str, Any]) -> None:
+        async def stream(config: RunnableConfig) -> None:
             text = ""
 
             def on_text(piece: str) -> None:
@@ -484,7 +481,7 @@ async def stream_structured(
     else:
         runnable = model.with_structured_output(wire_schema(schema), method=mode)
 
-        async def stream(config: dict[str, Any]) -> None:
+        async def stream(config: RunnableConfig) -> None:
             run_config = merge_configs(ensure_config(), config, {"callbacks": [end]})
             async for partial in runnable.astream(messages, config=run_config):
                 grown(

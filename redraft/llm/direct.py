@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.callbacks import AsyncCallbackManager, AsyncCallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.function_calling import convert_to_openai_function
 from langsmith.utils import tracing_is_enabled
@@ -332,7 +333,7 @@ SERIALIZED = {"lc": 1, "type": "not_implemented", "id": ["redraft", "llm", "dire
 async def call(
     target: Target,
     messages: Sequence[BaseMessage],
-    config: dict[str, Any],
+    config: RunnableConfig,
     *,
     agent: str,
     mode: str | None = None,
@@ -390,7 +391,7 @@ def _observed(parent: dict[str, Any] | None) -> bool:
 
 async def _observe(
     parent: dict[str, Any] | None,
-    config: dict[str, Any],
+    config: RunnableConfig,
     messages: Sequence[BaseMessage],
     target: Target,
 ) -> AsyncCallbackManagerForLLMRun | None:

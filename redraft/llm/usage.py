@@ -14,6 +14,7 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
 from redraft.state import AgentUsage, Usage
@@ -22,7 +23,7 @@ AGENT_KEY = "redraft_agent"
 RETRY_KEY = "redraft_retry"
 
 
-def agent_config(agent: str, attempt: int = 0) -> dict[str, Any]:
+def agent_config(agent: str, attempt: int = 0) -> RunnableConfig:
     """Run config that names the agent, for usage accounting, tracing and logs."""
     metadata: dict[str, Any] = {AGENT_KEY: agent}
     if attempt:
