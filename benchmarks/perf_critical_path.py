@@ -2,7 +2,7 @@
 
 Every call to the FakeProvider (in its own process) takes `latency_s`, plus its completion
 tokens at `tokens_per_s` in the generation regime. For each cell — strategy, planner, number of
-selected critics k — N turns run through the real path (Refiner → ChatOpenAI → openai SDK → HTTP),
+selected critics k — N turns run through the real path (Refiner → openai SDK → HTTP),
 cells interleaved turn by turn so that machine noise falls on all of them alike, after one
 warm-up round. Round trips are read from the provider's request log (calls that overlapped at
 the provider are one round trip), never assumed; the round trips the design promises are kept
