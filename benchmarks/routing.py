@@ -1,20 +1,27 @@
-"""The embedding router: accuracy on PENGUIN and on the project's routing set, latency on one
-core, load time, and what the same decisions cost through the LLM planner.
+"""The embedding router: accuracy on PENGUIN and on the project's routing sets, latency on one
+core, load time, what the same decisions cost through the LLM planner, and learning from a real
+LLM planner.
 
-    python -m benchmarks.routing [--penguin ../shared/data/penguin]
+    python -m benchmarks.routing [--penguin ../shared/data/penguin]   # all but learning
+    python -m benchmarks.routing --only labelled|penguin|learning
 
-- PENGUIN (`queries.jsonl`, 7,000 sensitive queries; a test set, never trained on): sensitive
-  recall and domain top-1 / top-2, for the query alone and with the user's profile given as
-  persona facts ("Age: 25-34 years", ...; the profile's own domain and scenario are not given).
-  Confusion matrices go to `benchmarks/plots/routing/`.
+- PENGUIN (`queries.jsonl`, 7,000 sensitive queries; a test set, never trained or tuned on):
+  sensitive recall and domain top-1 / top-2, for the query alone and with the user's profile
+  given as persona facts ("Age: 25-34 years", ...; the profile's own domain and scenario are not
+  given); the recall other `SENSITIVE_PLAIN_AT` values would give, next to the labelled set's
+  false-sensitive rates with them (the trade-off table). Confusion matrices go to
+  `benchmarks/plots/routing/`.
+- Labelled set (`benchmarks/data/routing_labelled_{dev,heldout}.jsonl`): issue 17's figures.
 - Routing set (`benchmarks/data/routing_set.jsonl`, written by the project): per-aspect
   precision and recall, false-sensitive rates, domain accuracy.
-- Latency per decision after warm-up, pinned to one CPU core, over the routing set: cold (every
-  text of the case embedded) and steady (only the new user message embedded, as in a
-  conversation whose persona facts and earlier turns were embedded on earlier turns).
+- Latency per decision after warm-up, pinned to one CPU core: cold (every text of the case
+  embedded) and steady (only the new user message embedded, as in a conversation whose persona
+  facts and earlier turns were embedded on earlier turns).
 - LLM planner cost for the same routing-set decisions through FakeProvider (calls, tokens as
   FakeProvider counts them: whitespace-separated words; the round trip over local HTTP is a lower
   bound, a real model adds its generation time).
+- Learning (`--only learning`): a real LLM planner (the environment's OpenAI-compatible server)
+  decides sampled training and held-out turns; the router learns from the training decisions.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from redraft.agents.planner import plan_critics
 from redraft.config import RefinerConfig
 from redraft.llm.calls import make_chat_model
 from redraft.routing import Router, get_router
+from redraft.routing import router as router_module
 from redraft.routing.router import ASPECTS
 from redraft.state import DOMAINS
 from redraft.testing import FakeProvider
@@ -46,6 +54,7 @@ LABELLED = {
     split: HERE / "data" / f"routing_labelled_{split}.jsonl" for split in ("dev", "heldout")
 }
 RESULTS = HERE / "results" / "routing.json"
+PLANNER_CACHE = HERE / "results" / "routing_learning_planner.jsonl"
 PLOTS = HERE / "plots" / "routing"
 
 
@@ -76,11 +85,19 @@ def route_case(router: Router, case: dict[str, Any]):
 # ── PENGUIN ─────────────────────────────────────────────────────────────────────────────
 
 
+PLAIN_AT_GRID = (0.4, 0.5, 0.65, 0.75, 0.85)
+"""What-if values of the router's `SENSITIVE_PLAIN_AT`: the trade-off table, not a tuning."""
+
+
 def penguin(router: Router, directory: Path, with_profile: bool) -> dict[str, Any]:
+    """Sensitive recall and domains on PENGUIN; `recall_if_plain_at`: the recall the router
+    would have with another `SENSITIVE_PLAIN_AT` (a query with no cue of its own counts at that
+    probability; earlier turns play no part on these one-message turns)."""
     profiles = {p["profile_id"]: p for p in read_jsonl(directory / "profiles.jsonl")}
     queries = read_jsonl(directory / "queries.jsonl")
     confusion = {d: Counter() for d in DOMAINS}
     sensitive = top1 = top2 = 0
+    if_plain_at = Counter()
     for row in queries:
         persona = []
         if with_profile:
@@ -91,6 +108,15 @@ def penguin(router: Router, directory: Path, with_profile: bool) -> dict[str, An
         )
         ranked = list(route.domain_scores)
         sensitive += route.sensitive
+        p = route.features["sensitive"]
+        own, why = router_module.own_sensitivity(
+            row["query"], p, router_module.vulnerability(persona)
+        )
+        for plain_at in PLAIN_AT_GRID:
+            if why.startswith("no words"):  # no cue: the classifier alone decides
+                if_plain_at[plain_at] += p >= plain_at
+            else:
+                if_plain_at[plain_at] += own >= router_module.SENSITIVE_AT
         top1 += ranked[0] == row["domain"]
         top2 += row["domain"] in ranked[:2]
         confusion[row["domain"]][ranked[0]] += 1
@@ -98,10 +124,28 @@ def penguin(router: Router, directory: Path, with_profile: bool) -> dict[str, An
     return {
         "queries": n,
         "sensitive_recall": round(sensitive / n, 4),
+        "recall_if_plain_at": {str(t): round(if_plain_at[t] / n, 4) for t in PLAIN_AT_GRID},
         "domain_top1": round(top1 / n, 4),
         "domain_top2": round(top2 / n, 4),
         "confusion": {d: [confusion[d][p] for p in DOMAINS] for d in DOMAINS},
     }
+
+
+def false_sensitive_if_plain_at(router: Router) -> dict[str, dict[str, float | None]]:
+    """The other side of `recall_if_plain_at`: the labelled set's false-sensitive rates with
+    each what-if `SENSITIVE_PLAIN_AT` (whole dialogues, as the router routes them)."""
+    kept = router_module.SENSITIVE_PLAIN_AT
+    table: dict[str, dict[str, float | None]] = {}
+    try:
+        for plain_at in PLAIN_AT_GRID:
+            router_module.SENSITIVE_PLAIN_AT = plain_at
+            table[str(plain_at)] = {
+                split: labelled(router, read_jsonl(path))["false_sensitive_rate"]
+                for split, path in LABELLED.items()
+            }
+    finally:
+        router_module.SENSITIVE_PLAIN_AT = kept
+    return table
 
 
 def plot_confusion(result: dict[str, Any], title: str, path: Path) -> None:
@@ -314,59 +358,50 @@ async def llm_planner_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # ── learning from the LLM planner ─────────────────────────────────────────────────────
 
 
-def planner_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Routing-set and labelled-set rows as turns with the scripted planner's decision: the
-    aspects the row is labelled with (the labelled set's `must`), safety left out (not learned)."""
-    cases = []
-    for row in rows:
-        case = row.get("case", row)
-        wanted = row["expected"].get("aspects", row["expected"].get("must", []))
-        cases.append({**case, "planner": sorted(set(wanted) - {"safety"})})
-    return cases
+def pool(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Routing-set or labelled-set rows as turns with a key ("source:id") and a category."""
+    return [
+        {**row.get("case", row), "key": f"{source}:{row['id']}", "category": row["category"]}
+        for row in rows
+    ]
 
 
-def agreement(router: Router, cases: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    agree = handed = 0
+def sample(cases: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """`n` cases spread over the categories (round-robin over shuffled categories), seeded."""
+    import random
+
+    rng = random.Random(seed)
+    by_category: dict[str, list[dict[str, Any]]] = {}
     for case in cases:
-        route = route_case(router, case)
-        agree += sorted(set(route.aspects) - {"safety"}) == case["planner"]
-        handed += route.confidence < threshold
-    n = len(cases)
-    return {
-        "agrees_with_planner": round(agree / n, 3),
-        "handed_to_planner": round(handed / n, 3),
-        "cases": n,
-    }
+        by_category.setdefault(case["category"], []).append(case)
+    queues = [rng.sample(group, len(group)) for _, group in sorted(by_category.items())]
+    rng.shuffle(queues)
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop())
+    return chosen
 
 
-async def learning_experiment(router: Router, directory: Path, ask_below: float) -> dict[str, Any]:
-    """Hybrid turns on the training part: every turn the router is unsure of (confidence below
-    `ask_below`) goes to the LLM planner over HTTP (FakeProvider, scripted with the turn's
-    labels: a stand-in for a real LLM planner) and its decision is kept with `record_decision`;
-    then `fit` and a router with the learned weights, both measured on the held-out part."""
-    from langgraph.store.memory import InMemoryStore
+def read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    return {row["key"]: row for row in read_jsonl(path)} if path.exists() else {}
 
-    from redraft.routing.learning import fit, record_decision, stored_decisions, write_learned
 
-    train = planner_cases(
-        read_jsonl(LABELLED["dev"]) + [r for r in read_jsonl(ROUTING_SET) if r["id"] % 2 == 0]
-    )
-    held_out = planner_cases(
-        read_jsonl(LABELLED["heldout"]) + [r for r in read_jsonl(ROUTING_SET) if r["id"] % 2]
-    )
-    store = InMemoryStore()
-    with FakeProvider() as provider:
-        config = RefinerConfig(
-            base_url=provider.base_url, api_key="k", max_retries=0, learn_routing=True
-        )
-        model = make_chat_model(config.model_for("planner"), config)
-        for case in train:
-            route = route_case(router, case)
-            if route.confidence >= ask_below:
-                continue
-            provider.script(
-                "planner", {"steps": [{"aspect": a, "reason": "needed"} for a in case["planner"]]}
-            )
+async def ask_planner(
+    cases: list[dict[str, Any]], config: RefinerConfig, cache_path: Path
+) -> dict[str, dict[str, Any]]:
+    """The real LLM planner's choice on each case, one call at a time (the model server is
+    serial and shared); every answer is appended to `cache_path` as it arrives, so a run that
+    stops resumes where it stopped and a finished run is re-scored without the model."""
+    cache = read_cache(cache_path)
+    model_name = config.model_for("planner")
+    model = make_chat_model(model_name, config)
+    for number, case in enumerate(cases, start=1):
+        if case["key"] in cache:
+            continue
+        started = time.perf_counter()
+        try:
             chosen = await plan_critics(
                 model,
                 aspects=list(ASPECTS),
@@ -376,42 +411,142 @@ async def learning_experiment(router: Router, directory: Path, ask_below: float)
                 knowledge_count=len(case.get("knowledge", [])),
                 method=config.structured_output,
             )
-            await record_decision(store, config, route.features, chosen.aspects)
-    decisions, _ = await stored_decisions(store, config)
-    learned = fit(decisions)
-    path = directory / "router_learned.json"
-    write_learned(learned, path)
+        except Exception as exc:  # reported; the case is asked again on the next run
+            print(f"{case['key']}: the planner failed: {exc}", file=sys.stderr)
+            continue
+        row = {
+            "key": case["key"],
+            "aspects": chosen.aspects,
+            "model": model_name,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        cache[case["key"]] = row
+        with cache_path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+        print(f"{number}/{len(cases)} {case['key']}: {chosen.aspects} ({row['seconds']} s)")
+    return cache
+
+
+def learned_aspects(aspects: list[str]) -> list[str]:
+    return sorted(set(aspects) - {"safety"})  # safety is not learned (recall first, rule-based)
+
+
+def agreement(
+    router: Router, cases: list[dict[str, Any]], planner: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """How often the router chooses what the planner chose (safety aside): the whole set, and
+    per aspect; and the share of turns hybrid would hand to the planner."""
     threshold = RefinerConfig().hybrid_threshold
-    before = agreement(router, held_out, threshold)
-    trained = Router(router.embeddings, router.examples, learned)
-    after = agreement(trained, held_out, threshold)
+    agree = handed = 0
+    per_aspect = Counter()
+    for case in cases:
+        route = route_case(router, case)
+        mine, theirs = learned_aspects(route.aspects), planner[case["key"]]["aspects"]
+        theirs = learned_aspects(theirs)
+        agree += mine == theirs
+        for aspect in ("factuality", "personalization", "coherence"):
+            per_aspect[aspect] += (aspect in mine) == (aspect in theirs)
+        handed += route.confidence < threshold
+    n = len(cases)
     return {
-        "ask_below": ask_below,
-        "training_turns": len(train),
-        "decisions_kept": len(decisions),
-        "learned_aspects": sorted(learned.aspects),
-        "held_out": {"before": before, "after": after},
+        "agrees_with_planner": round(agree / n, 3),
+        "agrees_per_aspect": {a: round(c / n, 3) for a, c in per_aspect.items()},
+        "handed_to_planner": round(handed / n, 3),
+        "cases": n,
     }
 
 
-def quick(part: str, passes: int) -> int:
-    """`--only labelled|learning`: one part, printed and written to results/routing_<part>.json."""
+async def learning_experiment(router: Router, args: argparse.Namespace) -> dict[str, Any]:
+    """The router learns from a real LLM planner (the OpenAI-compatible server of the
+    environment, e.g. a llama-cpp-python server with Qwen2.5-0.5B-Instruct). The planner is
+    asked on `--train-turns` turns of the training part (routing-set even ids and the labelled
+    development part) and on `--test-turns` turns of the held-out part (odd ids and the labelled
+    held-out part). The training decisions are kept with `record_decision` as a hybrid turn
+    with `learn_routing` keeps them, and fitted with `fit`; the held-out turns measure how often
+    the router agrees with the planner, and how many turns hybrid hands it, before and after.
+    Fitted twice: on every training turn asked, and on only those a hybrid router would have
+    handed the planner (confidence below `hybrid_threshold`)."""
+    from langgraph.store.memory import InMemoryStore
+
+    from redraft.routing.learning import fit, record_decision, stored_decisions
+
+    config = RefinerConfig(learn_routing=True)
+    if not config.base_url:
+        raise SystemExit("routing.py --only learning: set OPENAI_BASE_URL to the LLM planner")
+    routing_rows = read_jsonl(ROUTING_SET)
+    train_pool = pool([r for r in routing_rows if r["id"] % 2 == 0], "routing") + pool(
+        read_jsonl(LABELLED["dev"]), "dev"
+    )
+    test_pool = pool([r for r in routing_rows if r["id"] % 2], "routing") + pool(
+        read_jsonl(LABELLED["heldout"]), "heldout"
+    )
+    train = sample(train_pool, args.train_turns, seed=17)
+    test = sample(test_pool, args.test_turns, seed=18)
+    planner = await ask_planner(train + test, config, args.planner_cache)
+    train = [c for c in train if c["key"] in planner]
+    test = [c for c in test if c["key"] in planner]
+    threshold = config.hybrid_threshold
+    before = agreement(router, test, planner)
+    asked = [planner[c["key"]] for c in train + test]
+    result: dict[str, Any] = {
+        "planner_model": config.model_for("planner"),
+        "planner_seconds_per_call": percentiles([row["seconds"] for row in asked]),
+        "planner_aspects_chosen": dict(Counter(a for row in asked for a in row["aspects"])),
+        "training_turns_asked": len(train),
+        "held_out_turns": len(test),
+        "held_out_before": before,
+    }
+    variants = {
+        "every_training_turn": train,
+        "only_turns_hybrid_hands_over": [
+            c for c in train if route_case(router, c).confidence < threshold
+        ],
+    }
+    for name, cases in variants.items():
+        store = InMemoryStore()
+        for case in cases:
+            route = route_case(router, case)
+            await record_decision(store, config, route.features, planner[case["key"]]["aspects"])
+        decisions, _ = await stored_decisions(store, config)
+        try:
+            learned = fit(decisions)
+        except ValueError as exc:
+            result[name] = {"decisions": len(decisions), "not_fitted": str(exc)}
+            continue
+        trained = router.with_learned(learned)
+        result[name] = {
+            "decisions": len(decisions),
+            "learned_aspects": sorted(learned.aspects),
+            "held_out_after": agreement(trained, test, planner),
+        }
+    return result
+
+
+def quick(part: str, args: argparse.Namespace) -> int:
+    """`--only labelled|penguin|learning`: one part, printed and written to
+    results/routing_<part>.json."""
+    if part == "penguin" and not (args.penguin / "queries.jsonl").exists():
+        print(f"routing.py: no PENGUIN data in {args.penguin}", file=sys.stderr)
+        return 2
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     router = get_router(RefinerConfig(embedding_threads=1))
     router.load()
-    if part == "labelled":
+    passes = args.passes
+    if part == "penguin":
+        result = {}
+        for name, with_profile in (("query_only", False), ("with_profile", True)):
+            router.clear_cache()
+            result[name] = penguin(router, args.penguin, with_profile)
+            title = "PENGUIN domains, " + ("query + profile" if with_profile else "query only")
+            plot_confusion(result[name], title, args.plots / f"confusion_{name}.png")
+        result["false_sensitive_if_plain_at"] = false_sensitive_if_plain_at(router)
+    elif part == "labelled":
         rows = {split: read_jsonl(path) for split, path in LABELLED.items()}
         result: dict[str, Any] = {s: labelled(router, r) for s, r in rows.items()}
         result["latency_ms"] = latency(router, rows["dev"] + rows["heldout"], passes)
         result["load_average"] = os.getloadavg()
     else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as directory:
-            result = {
-                f"ask_below_{t}": asyncio.run(learning_experiment(router, Path(directory), t))
-                for t in (RefinerConfig().hybrid_threshold, 1.0)
-            }
+        result = asyncio.run(learning_experiment(router, args))
     path = RESULTS.with_name(f"routing_{part}.json")
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
@@ -426,13 +561,26 @@ def main() -> int:
     parser.add_argument("--plots", type=Path, default=PLOTS)
     parser.add_argument("--passes", type=int, default=3, help="latency passes over the set")
     parser.add_argument(
+        "--train-turns", type=int, default=48, help="learning: training turns the planner decides"
+    )
+    parser.add_argument(
+        "--test-turns", type=int, default=32, help="learning: held-out turns the planner decides"
+    )
+    parser.add_argument(
+        "--planner-cache",
+        type=Path,
+        default=PLANNER_CACHE,
+        help="learning: the real planner's answers, appended as they arrive and reused",
+    )
+    parser.add_argument(
         "--only",
-        choices=["labelled", "learning"],
-        help="just the labelled-set figures and latency, or just the learning experiment",
+        choices=["labelled", "penguin", "learning"],
+        help="just the labelled-set figures and latency, PENGUIN's sensitive recall and domains, "
+        "or the learning experiment",
     )
     args = parser.parse_args()
     if args.only:
-        return quick(args.only, args.passes)
+        return quick(args.only, args)
     if not (args.penguin / "queries.jsonl").exists():
         print(f"routing.py: no PENGUIN data in {args.penguin}", file=sys.stderr)
         return 2

@@ -8,7 +8,14 @@ import pytest
 
 from redraft.config import RefinerConfig
 from redraft.routing import Router, get_router
-from redraft.routing.signals import crisis_cue, distress_cue, draft_against_history
+from redraft.routing.signals import (
+    crisis_cue,
+    distress_cue,
+    draft_against_history,
+    own_situation,
+    personal_stakes,
+    vulnerability,
+)
 from tests.conftest import assistant, user
 
 
@@ -154,3 +161,44 @@ def test_distress_and_crisis_cues_are_words_not_topics():
     assert distress_cue("I was passed over for promotion again") == "passed over"
     assert crisis_cue("I cut myself again last night.") == "cut myself"
     assert crisis_cue("How do I cut onions without crying?") is None
+
+
+@pytest.mark.parametrize(
+    ("query", "cue"),
+    [
+        ("My landlord gave us a month to move out with the baby due in May.", "circumstances"),
+        ("Is it okay to stop taking my statins?", "decision"),
+        ("Will the bailiffs take the car?", "risk"),
+    ],
+)
+def test_calm_requests_with_personal_stakes_are_sensitive(router, query, cue):
+    """No word of distress in any of them; the stakes are the user's own."""
+    route = router.route([user(query)], draft="Here is what usually happens.")
+    assert route.sensitive and "safety" in route.aspects, route.reasons["safety"]
+    expected = {
+        "circumstances": "the user's own circumstances",
+        "decision": "a decision about the user's own life",
+        "risk": "distress or risk words",
+    }
+    assert expected[cue] in route.reasons["safety"]
+
+
+def test_the_same_plain_request_is_sensitive_from_a_user_known_to_be_struggling(router):
+    query = [user("How do I write a letter asking for unpaid leave?")]
+    struggling = ["Mental Health Status: Depression", "Age: 35-44 years"]
+    denied = ["Past Self-Harm History: None", "Age: 35-44 years"]
+    assert router.route(query, persona=struggling).sensitive
+    assert not router.route(query).sensitive
+    assert not router.route(query, persona=denied).sensitive  # a denial is not a risk
+    # Known struggles do not make every request sensitive: the classifier still has a say.
+    assert not router.route([user("How do I find a cheaper flat?")], persona=struggling).sensitive
+
+
+def test_own_circumstances_are_told_not_asked():
+    assert own_situation("How do I ask my landlord to deal with the mould?") is None
+    assert own_situation("When should I book the Eurostar?") is None  # "when" asks here
+    assert own_situation("My son was expelled last week.") == "My son was expelled last week."
+    assert own_situation("How much is too much if my knee hurts daily?") == "if my knee hurts daily"
+    assert personal_stakes("Should we sell the flat?") == "Should we"
+    assert personal_stakes("Which phone should I buy?") is None
+    assert vulnerability(["Loved Never Let Me Go.", "Prefers short novels."]) is None
