@@ -531,6 +531,7 @@ def quick(part: str, args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     router = get_router(RefinerConfig(embedding_threads=1))
     router.load()
+    router = router.with_learned(None)  # the shipped router, not weights learned in this home
     passes = args.passes
     if part == "penguin":
         result = {}

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, SearchItem
 from pydantic import BaseModel, Field, ValidationError
 
 from redraft.config import Aspect, RefinerConfig
@@ -105,7 +105,7 @@ async def record_decision(
 
 async def stored_decisions(store: BaseStore, config: RefinerConfig) -> tuple[list[Decision], int]:
     """The newest `max_routing_decisions` decisions, and how many older ones were deleted."""
-    items = []
+    items: list[SearchItem] = []
     while True:
         page = await store.asearch(NAMESPACE, limit=PAGE, offset=len(items))
         items += page

@@ -8,6 +8,7 @@ Cheap regular expressions; the router weighs them together with the embedding cl
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -214,7 +215,7 @@ def own_situation(text: str) -> str | None:
 _DENIED = re.compile(r":\s*(?:none|no|n/?a|never|not applicable)\W*$", re.IGNORECASE)
 
 
-def vulnerability(facts: list[str] | tuple[str, ...]) -> str | None:
+def vulnerability(facts: Sequence[str]) -> str | None:
     """The first known fact about the user that tells of distress, risk or a crisis ("Mental
     Health Status: Anxiety", "Emotional State: worried about money"), if any: the same request
     is riskier from a user known to be struggling (PENGUIN's personalised safety)."""
