@@ -136,7 +136,10 @@ def fit(decisions: Sequence[Decision]) -> Learned:
         positives = int(y.sum())
         if min(positives, len(y) - positives) < MIN_PER_CLASS:
             continue
-        model = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(z, y)
+        # Unweighted: the router should predict what the planner would choose; balancing the
+        # classes makes a planner that nearly always chooses an aspect look undecided (and the
+        # router then hands hybrid more turns, measured in BENCHMARKS.md).
+        model = LogisticRegression(C=1.0, max_iter=2000).fit(z, y)
         aspects[aspect] = AspectModel(
             weights=model.coef_[0].tolist(),
             bias=float(model.intercept_[0]),
