@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import openai
 from langchain_core.callbacks import AsyncCallbackManager, AsyncCallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
@@ -367,6 +368,8 @@ async def call(
             tracker.count_call(agent, node, 0, 0, failed=True)
         if run is not None:
             await run.on_llm_error(exc)
+        if isinstance(exc, openai.APIError):
+            same_as_langchain(exc)
         raise
     if tracker is not None:
         tracker.count_call(agent, node, reply.prompt_tokens, reply.completion_tokens)
@@ -454,3 +457,15 @@ def _tap(
         await run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=message))
 
     return tap
+
+
+def same_as_langchain(exc: openai.APIError) -> None:
+    """Raise the error ChatOpenAI would raise for `exc` (e.g. `OpenAIAPIError` for a 5xx, a
+    subclass of both the SDK's error and LangChain's `ModelAPIError`), so that code catching
+    either, and every error message, is the same on both provider paths. Returns (the caller
+    re-raises `exc` as is) when langchain-openai has no such mapping."""
+    from langchain_openai.chat_models import base
+
+    handle = getattr(base, "_handle_openai_api_error", None)
+    if handle is not None:
+        handle(exc)
