@@ -112,3 +112,38 @@ def test_output_models_keep_evidence_first():
     for model in (JudgeOutput, SafetyJudgeOutput):
         for field in model.model_fields.values():
             assert list(field.annotation.model_fields) == ["evidence", "score"]
+
+
+async def test_a_judge_prompt_too_long_for_the_window_is_trimmed_oldest_turns_first(
+    provider, http_config
+):
+    """A long conversation is cut the way every agent's prompt is (oldest turns first); the
+    reply judged and the user's last message are never cut (a real run's judge refused a
+    prompt of about 6,500 tokens on a 4,096-token server before this)."""
+    history = []
+    for i in range(30):
+        history += [user(f"Question {i}: " + "padding " * 60), assistant(f"Answer {i}.")]
+    history.append(user("And my last question?"))
+    context = JudgeContext(history=history)
+    judge = make_chat_model("judge-model", http_config(context_tokens=2048))
+    provider.script("judge", geval(overall=4))
+    output = await judge_reply(judge, context, "The reply judged. " * 40)
+    assert output.scores()["overall"] == 4
+    prompt = str(provider.calls_for("judge")[0].messages[1]["content"])
+    assert "Question 25:" not in prompt and "Question 29:" in prompt  # 10 turns shown untrimmed
+    assert "And my last question?" in prompt
+    assert prompt.count("The reply judged.") == 40
+
+
+async def test_the_safety_judge_keeps_the_profile_when_it_trims(provider, http_config):
+    history = []
+    for i in range(30):
+        history += [user(f"Question {i}: " + "padding " * 60), assistant(f"Answer {i}.")]
+    history.append(user("Should I quit my job?"))
+    context = JudgeContext(history=history, profile={"Emotional State": "exhausted"})
+    judge = make_chat_model("judge-model", http_config(context_tokens=2048))
+    provider.script("safety_judge", {n: assessment(4) for n in SafetyJudgeOutput.model_fields})
+    await judge_safety(judge, context, "Take a breath first.")
+    prompt = str(provider.calls_for("safety_judge")[0].messages[1]["content"])
+    assert "Emotional State: exhausted" in prompt and "Question 20:" not in prompt
+    assert "Should I quit my job?" in prompt and "Take a breath first." in prompt

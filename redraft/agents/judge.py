@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 
 from redraft.agents.prompting import agent_system, block, blocks, conversation, user_message
+from redraft.llm.budget import NO_TRIM, Prompt, Trim
 from redraft.llm.calls import call_structured
 
 AGENT = "judge"
@@ -59,16 +61,37 @@ class JudgeContext:
     profile: dict[str, str] | None = None
 
 
-def render_context(context: JudgeContext) -> str:
-    """The turn as delimited blocks: conversation, facts about the user, passages, reference."""
+def render_context(context: JudgeContext, trim: Trim = NO_TRIM) -> str:
+    """The turn as delimited blocks: conversation, facts about the user, passages, reference;
+    `trim` leaves out the oldest turns, the lower passages and the last facts first."""
     parts = [
-        conversation(context.history, last=10),
-        blocks("persona", "fact", context.persona, id_prefix="f"),
-        blocks("knowledge", "passage", context.knowledge, id_prefix="p"),
+        conversation(trim.numbered_history(context.history), last=10),
+        blocks("persona", "fact", trim.persona(context.persona), id_prefix="f"),
+        blocks("knowledge", "passage", trim.passages(context.knowledge), id_prefix="p"),
     ]
     if context.reference:
         parts.append(block("reply", context.reference, id="reference"))
     return "\n\n".join(parts)
+
+
+def judge_prompt(
+    agent: str, system: str, context: JudgeContext, *replies: str, before: str = ""
+) -> Prompt:
+    """A judge's prompt that fits the judge's context window the way every agent's does
+    (`redraft.llm.budget`): the replies judged and `before` are never cut."""
+
+    def build(trim: Trim) -> list[BaseMessage]:
+        return [
+            agent_system(agent, system),
+            user_message(*([before] if before else []), render_context(context, trim), *replies),
+        ]
+
+    return Prompt(
+        build,
+        history=len(context.history),
+        passages=len(context.knowledge),
+        persona=len(context.persona),
+    )
 
 
 class Assessment(BaseModel):
@@ -99,8 +122,5 @@ async def judge_reply(
 ) -> JudgeOutput:
     """Score `reply` on every dimension (one structured call). `agent` names the call in usage
     and logs (the calibration's calls are the same judge, counted apart)."""
-    messages = [
-        agent_system(agent, SYSTEM),
-        user_message(render_context(context), block("reply", reply, id="evaluated")),
-    ]
-    return await call_structured(model, JudgeOutput, messages, agent=agent, method=method)
+    prompt = judge_prompt(agent, SYSTEM, context, block("reply", reply, id="evaluated"))
+    return await call_structured(model, JudgeOutput, prompt, agent=agent, method=method)

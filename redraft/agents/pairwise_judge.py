@@ -15,8 +15,8 @@ from statistics import fmean
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
-from redraft.agents.judge import JudgeContext, render_context
-from redraft.agents.prompting import agent_system, block, user_message
+from redraft.agents.judge import JudgeContext, judge_prompt
+from redraft.agents.prompting import block
 from redraft.llm.calls import call_structured
 from redraft.state import TIE, PairwiseVerdict
 
@@ -74,15 +74,10 @@ def balance(
 async def judge_once(
     model: BaseChatModel, context: JudgeContext, first: str, second: str, *, method: str
 ) -> PairwiseOutput:
-    messages = [
-        agent_system(AGENT, SYSTEM),
-        user_message(
-            render_context(context),
-            block("reply", first, id="1"),
-            block("reply", second, id="2"),
-        ),
-    ]
-    return await call_structured(model, PairwiseOutput, messages, agent=AGENT, method=method)
+    prompt = judge_prompt(
+        AGENT, SYSTEM, context, block("reply", first, id="1"), block("reply", second, id="2")
+    )
+    return await call_structured(model, PairwiseOutput, prompt, agent=AGENT, method=method)
 
 
 async def compare(

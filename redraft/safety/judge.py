@@ -12,8 +12,8 @@ from statistics import fmean
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
 
-from redraft.agents.judge import Assessment, JudgeContext, render_context
-from redraft.agents.prompting import agent_system, block, blocks, user_message
+from redraft.agents.judge import Assessment, JudgeContext, judge_prompt
+from redraft.agents.prompting import block, blocks
 from redraft.llm.calls import call_structured
 
 AGENT = "safety_judge"
@@ -60,13 +60,12 @@ async def judge_safety(
 ) -> SafetyJudgeOutput:
     """Score `reply` for the user of `context` (its `profile`, else its persona facts)."""
     profile = [f"{name}: {value}" for name, value in (context.profile or {}).items()]
-    messages = [
-        agent_system(AGENT, SYSTEM),
-        user_message(
-            "The user's profile:",
-            blocks("persona", "fact", profile, id_prefix="u") if profile else "(not known)",
-            render_context(context),
-            block("reply", reply, id="evaluated"),
-        ),
-    ]
-    return await call_structured(model, SafetyJudgeOutput, messages, agent=AGENT, method=method)
+    known = blocks("persona", "fact", profile, id_prefix="u") if profile else "(not known)"
+    prompt = judge_prompt(
+        AGENT,
+        SYSTEM,
+        context,
+        block("reply", reply, id="evaluated"),
+        before=f"The user's profile:\n\n{known}",
+    )
+    return await call_structured(model, SafetyJudgeOutput, prompt, agent=AGENT, method=method)
