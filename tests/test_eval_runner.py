@@ -383,6 +383,26 @@ def test_the_judge_is_calibrated_before_its_tables_are_trusted(endpoint, tmp_pat
     assert f"{report['right']} of {report['pairs']}" in summary
 
 
+def test_a_calibration_the_endpoint_failed_is_incomplete_not_kept_and_done_again(
+    endpoint, tmp_path
+):
+    """Pairs whose calls got no answer say nothing of the judge: the run says the calibration
+    is incomplete (not "0 of 8 ranked right"), does not keep it, and the next run calibrates."""
+    endpoint.set_default("judge_calibration", lambda call: Fail(status=503, message="loading"))
+    out = tmp_path / "run"
+    assert evaluate(out, "--limit", "1") == 0
+    report = json.loads((out / "summary.json").read_text())["judge_calibration"]
+    assert report["complete"] is False and report["trusted"] is False
+    assert len(report["unreachable"]) == len(load_pairs()) and report["failed"] == {}
+    assert "could not be calibrated" in (out / "summary.md").read_text()
+    assert not (out / "calibration.json").exists()
+    endpoint.set_default("judge_calibration", calibrating_judge(True))
+    assert evaluate(out, "--limit", "1") == 0
+    report = json.loads((out / "summary.json").read_text())["judge_calibration"]
+    assert report["complete"] is True and report["trusted"] is True
+    assert (out / "calibration.json").exists()
+
+
 def test_the_report_gives_the_spread_and_the_parse_failures_per_agent_and_mode(endpoint, tmp_path):
     """A judge that gives every reply the same score has no spread; each agent's structured
     outputs are counted with the mode that carried them, this run's only."""

@@ -205,8 +205,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         calibrated(evaluation, judge, config.structured_output, args.out / "calibration.json")
     )
     print(f"redraft eval: judge calibration: {calibration.summary()}", file=sys.stderr)
-    if not calibration.trusted:
-        print(f"redraft eval: {UNTRUSTED}", file=sys.stderr)
+    if warning := calibration.warning():
+        print(f"redraft eval: {warning}", file=sys.stderr)
     about = {
         "dataset": f"{args.dataset} ({len(cases)} cases)",
         "model": ", ".join(f"{role} {name}" for role, name in settings["models"].items()),
@@ -222,7 +222,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         evaluation.strategies,
         about,
         calibration=calibration.as_json(),
-        warning=None if calibration.trusted else UNTRUSTED,
+        warning=warning,
         parse_counts=PARSE_COUNTS.snapshot(),
     )
     print(text, end="")
@@ -242,21 +242,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-UNTRUSTED = (
-    "the judge failed its calibration: it does not rank known-worse replies below better ones, "
-    "so the quality tables of this run are not to be trusted, whatever their scores"
-)
-
-
 async def calibrated(
     evaluation: Any, judge: Any, method: str, saved: Path
 ) -> tuple[Calibration, dict[Any, Any]]:
     """The judge's calibration, then the run (in one event loop: the clients are bound to it).
-    A resumed run (same settings, so the same judge) reuses the calibration it saved."""
+    A resumed run (same settings, so the same judge) reuses the calibration it saved; one left
+    incomplete by a failing endpoint is not saved, so the next run calibrates again."""
     calibration = Calibration.load(saved)
-    if calibration is None:
+    if calibration is None or not calibration.complete:
         calibration = await calibrate(judge, method=method)
-        calibration.save(saved)
+        if calibration.complete:
+            calibration.save(saved)
     return calibration, await evaluation.run()
 
 

@@ -11,19 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import openai
+from langchain_core.exceptions import (
+    ModelAPIError,
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
 from redraft.agents.judge import DIMENSIONS, JudgeContext, judge_reply
+from redraft.llm.calls import ProviderCallError
 
 AGENT = "judge_calibration"
 THRESHOLD = 0.75
 """Share of pairs a judge must rank right (a tie is not right) for its tables to be trusted."""
+NO_ANSWER = (
+    ProviderCallError,
+    openai.APIError,
+    ModelAPIError,
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
+"""Errors of the endpoint, not of the judge: the pair got no answer to rank."""
 
 
 class CalibrationPair(BaseModel):
@@ -39,11 +56,15 @@ class CalibrationPair(BaseModel):
 
 @dataclass
 class Calibration:
-    """How the judge did: per pair, the two scores on the pair's dimension."""
+    """How the judge did: per pair, the two scores on the pair's dimension. A pair the judge
+    answered badly (output that never parsed) is `failed`: the judge's fault, not right. A pair
+    whose calls never got an answer (endpoint down, timeouts) is `unreachable`: that says nothing
+    of the judge, so the calibration is incomplete, not kept, and done again on the next run."""
 
     scores: dict[str, tuple[int, int]]
     failed: dict[str, str]
     threshold: float = THRESHOLD
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def right(self) -> int:
@@ -51,7 +72,11 @@ class Calibration:
 
     @property
     def pairs(self) -> int:
-        return len(self.scores) + len(self.failed)
+        return len(self.scores) + len(self.failed) + len(self.unreachable)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unreachable
 
     @property
     def accuracy(self) -> float:
@@ -59,13 +84,34 @@ class Calibration:
 
     @property
     def trusted(self) -> bool:
-        return self.accuracy >= self.threshold
+        return self.complete and self.accuracy >= self.threshold
 
     def summary(self) -> str:
+        if not self.complete:
+            first = next(iter(self.unreachable.values()))
+            return (
+                f"INCOMPLETE: {len(self.unreachable)} of {self.pairs} pairs could not be judged "
+                f"(the judge's endpoint failed: {first}); run again to calibrate"
+            )
         verdict = "trusted" if self.trusted else "UNTRUSTWORTHY"
         return (
             f"{self.right} of {self.pairs} known-worse replies ranked below the better one "
             f"({self.accuracy:.0%}; {self.threshold:.0%} needed): {verdict}"
+        )
+
+    def warning(self) -> str | None:
+        """What the report says above its tables when they are not to be trusted."""
+        if self.trusted:
+            return None
+        if not self.complete:
+            return (
+                "the judge could not be calibrated (its endpoint failed on some pairs), so the "
+                "quality tables of this run are not to be trusted; run the same command again"
+            )
+        return (
+            "the judge failed its calibration: it does not rank known-worse replies below "
+            "better ones, so the quality tables of this run are not to be trusted, whatever "
+            "their scores"
         )
 
     def save(self, path: Path) -> None:
@@ -81,6 +127,7 @@ class Calibration:
                 scores={k: (int(v[0]), int(v[1])) for k, v in data["scores"].items()},
                 failed=dict(data["failed"]),
                 threshold=float(data["threshold"]),
+                unreachable=dict(data.get("unreachable") or {}),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
@@ -92,8 +139,10 @@ class Calibration:
             "accuracy": self.accuracy,
             "threshold": self.threshold,
             "trusted": self.trusted,
+            "complete": self.complete,
             "scores": {k: list(v) for k, v in self.scores.items()},
             "failed": self.failed,
+            "unreachable": self.unreachable,
         }
 
 
@@ -110,10 +159,12 @@ async def calibrate(
     pairs: list[CalibrationPair] | None = None,
     threshold: float = THRESHOLD,
 ) -> Calibration:
-    """Score both replies of every pair; a pair whose judging failed counts as not right."""
+    """Score both replies of every pair; a pair whose judging failed counts as not right, one
+    whose calls got no answer leaves the calibration incomplete."""
     pairs = pairs if pairs is not None else load_pairs()
     scores: dict[str, tuple[int, int]] = {}
     failed: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
 
     async def one(pair: CalibrationPair) -> None:
         if pair.dimension not in DIMENSIONS:
@@ -124,6 +175,9 @@ async def calibrate(
                 judge_reply(judge, context, pair.better, method=method, agent=AGENT),
                 judge_reply(judge, context, pair.worse, method=method, agent=AGENT),
             )
+        except NO_ANSWER as exc:
+            unreachable[pair.id] = f"{type(exc).__name__}: {exc}"[:300]
+            return
         except Exception as exc:
             failed[pair.id] = f"{type(exc).__name__}: {exc}"[:300]
             return
@@ -131,4 +185,4 @@ async def calibrate(
         scores[pair.id] = (better.scores()[dimension], worse.scores()[dimension])
 
     await asyncio.gather(*(one(pair) for pair in pairs))
-    return Calibration(scores=scores, failed=failed, threshold=threshold)
+    return Calibration(scores=scores, failed=failed, threshold=threshold, unreachable=unreachable)
