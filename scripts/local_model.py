@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{MODELS[args.model].about} is ready. In another shell:\n"
                 f"  export OPENAI_BASE_URL={base_url} OPENAI_API_KEY=local "
-                f"REDRAFT_MODEL={args.model} REDRAFT_TIMEOUT_S=600\n"
+                f"REDRAFT_MODEL={args.model} REDRAFT_TIMEOUT_S=600 "
+                f"REDRAFT_CONTEXT_TOKENS={CONTEXT_TOKENS}\n"
                 "Ctrl-C stops it.",
                 flush=True,
             )
