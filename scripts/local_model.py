@@ -155,6 +155,7 @@ def serve(
             if time.monotonic() > deadline:
                 raise LocalModelError(f"the model server was not ready in {ready_timeout_s} s")
             time.sleep(0.5)
+        _first_reply(base_url, name, process, log)
         yield base_url
     finally:
         process.terminate()
@@ -162,6 +163,33 @@ def serve(
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _first_reply(
+    base_url: str, name: str, process: subprocess.Popen[bytes], log: Path | None
+) -> None:
+    """One short chat completion before the server is handed out: a build that cannot run
+    this CPU answers `/v1/models` and then dies on its first prompt."""
+    try:
+        httpx.post(
+            f"{base_url}/chat/completions",
+            json={
+                "model": name,
+                "messages": [{"role": "user", "content": "Say hi."}],
+                "max_tokens": 1,
+            },
+            timeout=120,
+        ).raise_for_status()
+    except httpx.HTTPError as exc:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
+        died = f"died (exit {process.returncode})" if process.returncode is not None else "failed"
+        raise LocalModelError(
+            f"the model server {died} on its first prompt ({type(exc).__name__})"
+            + (f"; its log: {log}" if log else "")
+            + ". A segmentation fault here is a llama-cpp-python build this CPU cannot run: "
+            "rebuild it with the CMAKE_ARGS in .ci/run (see docs/local-models.md)"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
