@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         if not _llama_installed():
             print("install the server first: pip install 'llama-cpp-python[server]'")
             return 1
+        # A plain `kill` must stop the model server too, not leave it running on its own.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         with serve(args.model, port=args.port) as base_url:
             print(
                 f"{MODELS[args.model].about} is ready. In another shell:\n"
