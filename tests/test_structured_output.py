@@ -265,6 +265,56 @@ async def test_an_editor_that_returns_the_reply_unchanged_is_asked_again_then_de
     assert "unchanged" in failure.reason
 
 
+LEAKED = (
+    "The tower was finished in 1889.\n<critique aspect=\"factuality\">\n- span: '1925'\n"
+    "  problem: the passage says 1889\n</critique>"
+)
+
+
+async def test_an_editor_that_copies_a_critique_into_the_reply_is_asked_again(
+    provider, http_config
+):
+    """Seen on Qwen2.5-Coder-1.5B: the rewrite ended with the critique block it was given. The
+    reply never ships the prompt's blocks: asked once more for text only, the clean text is used."""
+    draft = "The tower was finished in 1925."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script("editor", {"changes": [], "reply": LEAKED}, "The tower was finished in 1889.")
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    _, second = provider.calls_for("editor")
+    assert "copied parts of the blocks above" in second.messages[1]["content"]
+    assert result.reply == "The tower was finished in 1889." and result.degraded is None
+
+
+async def test_an_editor_that_copies_its_prompt_twice_is_degraded_and_the_draft_stands(
+    provider, http_config
+):
+    draft = "The tower was finished in 1925."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script("editor", {"changes": [], "reply": LEAKED}, LEAKED)
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    assert result.reply == draft and "<critique" not in result.reply and not result.changed
+    [failure] = [d for d in result.degraded or [] if d.step == "merge"]
+    assert "copied its prompt into the reply" in failure.reason
+
+
+async def test_markup_the_reply_had_itself_is_not_a_leak(provider, http_config):
+    draft = "Wrap the answer in <reply> tags; the tower was finished in 1925."
+    fixed = "Wrap the answer in <reply> tags; the tower was finished in 1889."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script(
+        "editor", {"changes": [{"aspect": "factuality", "change": "year"}], "reply": fixed}
+    )
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    assert result.reply == fixed and result.degraded is None
+    assert len(provider.calls_for("editor")) == 1
+
+
 async def test_an_editor_that_copies_once_then_edits_is_used(provider, http_config):
     draft = "The tower was finished in 1925."
     provider.script("planner", plan("factuality"))
