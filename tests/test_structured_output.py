@@ -301,6 +301,20 @@ async def test_an_editor_that_copies_its_prompt_twice_is_degraded_and_the_draft_
     assert "copied its prompt into the reply" in failure.reason
 
 
+async def test_a_sequential_rewrite_that_copies_its_prompt_goes_to_the_editor(
+    provider, http_config
+):
+    draft = "The tower was finished in 1925."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality_refiner", {**revise("1925", "1889"), "reply": LEAKED})
+    provider.script("editor", {"changes": [], "reply": "The tower was finished in 1889."})
+    config = http_config(critics=["factuality"], strategy="sequential")
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    assert result.reply == "The tower was finished in 1889." and result.degraded is None
+    assert len(provider.calls_for("editor")) == 1
+
+
 async def test_markup_the_reply_had_itself_is_not_a_leak(provider, http_config):
     draft = "Wrap the answer in <reply> tags; the tower was finished in 1925."
     fixed = "Wrap the answer in <reply> tags; the tower was finished in 1889."

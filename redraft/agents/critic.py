@@ -21,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from pydantic import Field, create_model
 
-from redraft.agents.prompting import agent_system, user_message
+from redraft.agents.prompting import agent_system, copied_block, user_message
 from redraft.config import RefinerConfig
 from redraft.errors import RedraftError
 from redraft.llm.budget import NO_TRIM, Prompt, Trim
@@ -219,8 +219,10 @@ async def run_critic(
     if rewrite is not None:
         fields = output.model_dump()
         rewritten = fields.pop("reply").strip()
-        # Its rewrite counts for its own revision only (with ask or block the reply is unused).
-        reply = rewritten if output.verdict == "revise" else ""
+        # Its rewrite counts for its own revision only (with ask or block the reply is unused);
+        # one that copied the prompt's blocks is not used: the editor applies the critique.
+        copied = copied_block(rewritten, task["reply"])
+        reply = rewritten if output.verdict == "revise" and not copied else ""
         output = critic.output.model_validate(fields)
     return Review(critique=critique_of(critic, output, task, cfg), reply=reply)
 

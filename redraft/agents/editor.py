@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -10,7 +9,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from redraft.agents import BUILTIN, CriticSet
-from redraft.agents.prompting import agent_system, block, blocks, last_user_message, user_message
+from redraft.agents.prompting import (
+    agent_system,
+    block,
+    blocks,
+    copied_block,
+    last_user_message,
+    user_message,
+)
 from redraft.errors import RedraftError
 from redraft.llm.budget import Prompt, Trim
 from redraft.llm.calls import call_structured, call_text, stream_structured
@@ -60,10 +66,6 @@ LEAK_TASK = (
     "Your last answer copied parts of the blocks above (such as a critique) into the reply. "
     + AGAIN
 )
-_PROMPT_TAG = re.compile(
-    r"<\s*/?\s*(query|knowledge|passage|reply|critiques|critique)\b[^>]*>", re.IGNORECASE
-)
-"""The blocks of the editor's own prompt: in a rewrite they are the prompt copied, not a reply."""
 
 
 class EditorUnchangedError(RedraftError, ValueError):
@@ -76,14 +78,6 @@ class EditorLeakError(RedraftError, ValueError):
 
 def _unchanged(rewritten: str, reply: str) -> bool:
     return " ".join(rewritten.split()) == " ".join(reply.split())
-
-
-def _leaked(rewritten: str, reply: str) -> str | None:
-    """The first prompt block tag in the rewrite that the reply did not have itself."""
-    own = {m.group(0).lower() for m in _PROMPT_TAG.finditer(reply)}
-    return next(
-        (m.group(0) for m in _PROMPT_TAG.finditer(rewritten) if m.group(0).lower() not in own), None
-    )
 
 
 def order_by_precedence(critiques: Sequence[Critique], precedence: Sequence[str]) -> list[Critique]:
@@ -179,7 +173,7 @@ async def merge_critiques(
             field="reply",
             on_delta=bounded(on_reply_delta, max_chars),
         )
-    unchanged, leaked = _unchanged(output.reply, reply), _leaked(output.reply, reply)
+    unchanged, leaked = _unchanged(output.reply, reply), copied_block(output.reply, reply)
     if unchanged or leaked:
         # Small models often copy the reply while listing changes, or copy a critique into it.
         # Asked once more, plainly and for text only (which they write better than JSON); the
@@ -193,7 +187,7 @@ async def merge_critiques(
                 "the editor returned the reply unchanged twice while critiques asked for "
                 f"changes ({aspects})"
             )
-        if tag := _leaked(text, reply):
+        if tag := copied_block(text, reply):
             raise EditorLeakError(
                 f"the editor copied its prompt into the reply twice ({tag} in its rewrite); "
                 f"the critiques ({aspects}) were not applied"
