@@ -45,6 +45,7 @@ from redraft.routing.examples import load_examples
 from redraft.routing.learning import LEARNABLE, Learned, learned_path, load_learned
 from redraft.routing.signals import (
     answers_question,
+    asks_for_choice,
     crisis_cue,
     discloses_self,
     distress_cue,
@@ -76,6 +77,10 @@ SENSITIVE_AT = 0.4
 SENSITIVE_PLAIN_AT = 0.85
 # Closeness (cosine) of the new message to an earlier sensitive turn at which it continues it.
 CONTINUES_AT = 0.35
+# A request for a choice that turns on the user's taste: its evidence for personalization, in
+# full once the closest known fact is this close to the request (cosine; none below the first).
+CHOICE_EVIDENCE = 0.65
+CHOICE_BEARS_ON = (0.05, 0.2)
 CONTEXT_TURNS = 3
 # Inverse regularisation of the classifier (scikit-learn's C).
 CLASSIFIER_C = 10.0
@@ -335,6 +340,7 @@ class Router:
             "passages": float(bool(knowledge)),
             "known": min(len(known), 5) / 5,
             "words": min(len(query.split()), 40) / 40,
+            "choice": float(asks_for_choice(query) is not None),
             **signals,
         }
         if self.learned is not None:
@@ -513,12 +519,21 @@ class Router:
         similarity = max(
             (float(vectors[query] @ vectors[f]) for f in known if f in vectors), default=0.0
         )
-        score = noisy_or(need, 0.8 * ramp(similarity, 0.2, 0.5)) * (1.0 - intent["chitchat"])
+        # A request for a choice that turns on the user's taste ("What should I read next?")
+        # needs the known facts whenever one of them bears on it, however the classifier reads
+        # the request (as a task, often): the cue does not depend on the examples.
+        choice = asks_for_choice(query)
+        bears = CHOICE_EVIDENCE * ramp(similarity, *CHOICE_BEARS_ON) if choice else 0.0
+        score = noisy_or(need, 0.8 * ramp(similarity, 0.2, 0.5), bears) * (
+            1.0 - intent["chitchat"]
+        )
         closest = max(
             known, key=lambda f: float(vectors[query] @ vectors[f]) if f in vectors else 0
         )
         if intent["personal"] >= 0.5:
             reason = "the answer depends on who the user is"
+        elif bears >= CHOSEN_AT:
+            reason = f"asks for a choice that turns on the user's taste ({choice!r})"
         elif intent["sensitive"] >= SENSITIVE_AT:
             reason = "advice on a sensitive matter should fit the user"
         else:

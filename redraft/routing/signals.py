@@ -1,6 +1,6 @@
 """What a turn's text says without any model: claims in the draft, follow-up cues, self-disclosure,
-distress and crisis words, the user's own circumstances, topic switches, and facts the draft
-shares with or changes from the dialogue.
+requests for a choice that turns on the user's taste, distress and crisis words, the user's own
+circumstances, topic switches, and facts the draft shares with or changes from the dialogue.
 
 Cheap regular expressions; the router weighs them together with the embedding classifier.
 """
@@ -229,6 +229,31 @@ def personal_stakes(text: str) -> str | None:
     """The words that make a question a decision about the user's own life, health or money
     ("Should I ...", "Is it safe for me to ...", "What happens if I ..."), if any."""
     match = _STAKES.search(text)
+    return match.group(0).strip() if match else None
+
+
+# A request for a recommendation or a choice that turns on the user's own taste or situation
+# ("What should I read next?", "Any album recommendations?", "Which laptop would suit me?",
+# "Pick a museum for me"): what fits depends on who asks.
+_CHOICE = re.compile(
+    r"\b(?:recommend\w*|suggest\w*|suggestions?|recs|ideas? for|any ideas|"
+    r"pick (?:a|an|some|one|something|me|out)|help me (?:choose|pick|decide)|"
+    r"what (?:\w+ ){0,3}(?:should|could|would|can|shall) (?:I|we) (?:read|watch|cook|make|eat|have|"
+    r"bake|buy|get|play|listen to|wear|try|learn|visit|see|pack|name|order|drink|take up|pick|"
+    r"choose|go for|start)|"
+    r"which (?:\w+ ){0,3}(?:should|would|could|shall) (?:I|we) (?:read|watch|cook|make|eat|have|"
+    r"bake|buy|get|play|listen to|wear|try|learn|visit|see|pick|choose|go for|start)|"
+    r"(?:would|will|might) (?:I|we) (?:like|enjoy|love)|I'd (?:like|enjoy|love)\b[^.?!]*\?|"
+    r"(?:suit|suits|fits?) (?:me|us)|(?:good|right|best) (?:\w+ ){0,2}for (?:me|us))",
+    re.IGNORECASE,
+)
+
+
+def asks_for_choice(text: str) -> str | None:
+    """The words that ask for a recommendation or a choice turning on the user's own taste
+    ("What should I read next?", "Any album recommendations?"), if any: with facts known
+    about the user, the reply should fit them."""
+    match = _CHOICE.search(text)
     return match.group(0).strip() if match else None
 
 
