@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -24,7 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import TypeForm
 
 from redraft.embeddings import local_model_installed
 
@@ -476,12 +478,14 @@ RUN_SETTINGS = (
 
 def _run_settings_model() -> type[BaseModel]:
     """RunSettings: the RUN_SETTINGS fields of RefinerConfig, with their types and limits."""
-    fields = {
-        name: (field.annotation, copy.copy(field))
-        for name, field in RefinerConfig.model_fields.items()
-        if name in RUN_SETTINGS
-    }
-    return create_model(
+    fields: dict[str, tuple[TypeForm[Any], FieldInfo]] = {}
+    for name, field in RefinerConfig.model_fields.items():
+        if name in RUN_SETTINGS:
+            assert field.annotation is not None  # a model's fields are all annotated
+            fields[name] = (field.annotation, copy.copy(field))
+    # mypy checks the unpacked values against create_model's `__config__`, `__base__`, ...
+    # parameters too, which no field definition matches (python/mypy#11583).
+    return create_model(  # type: ignore[call-overload]
         "RunSettings",
         __doc__="Per-run settings for LangGraph Server runs; unset fields keep the server's.",
         **fields,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BaseModel,
@@ -49,6 +49,11 @@ PENGUIN_ATTRIBUTES: tuple[str, ...] = get_args(PenguinAttribute)
 
 DEFAULT_MAX_MESSAGES = 500
 DEFAULT_MAX_MESSAGE_CHARS = 64_000
+
+
+def is_penguin_attribute(name: str) -> TypeGuard[PenguinAttribute]:
+    """`name in PENGUIN_ATTRIBUTES`, in a form that narrows `name` for the type checker."""
+    return name in PENGUIN_ATTRIBUTES
 
 
 # ── request and result ──────────────────────────────────────────────────────────────────
@@ -594,7 +599,7 @@ def turn_list(current: list | None, update: list | dict | None) -> list:
     With a checkpointer, a plain `operator.add` list keeps growing across turns; the first node
     of every turn resets these lists.
     """
-    if isinstance(update, dict) and "reset" in update:
+    if isinstance(update, dict):  # the one dict a node sends is a reset
         return list(update["reset"])
     return (current or []) + (update or [])
 

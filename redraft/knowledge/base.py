@@ -22,7 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -32,7 +32,11 @@ from redraft.errors import RedraftError
 from redraft.parsing import printable
 
 if TYPE_CHECKING:
+    import psycopg
+
     from redraft.config import RefinerConfig
+
+T = TypeVar("T")
 
 SearchMode = Literal["hybrid", "vector", "lexical"]
 
@@ -305,7 +309,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10)
 
-    def _run(self, work: Callable[[sqlite3.Connection], object]) -> object:
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a transaction; SQLite errors become knowledge-base errors."""
         try:
             with closing(self._connect()) as db, db:
@@ -450,7 +454,7 @@ class PostgresStore:
         # Names the database in messages (and keys caches), without its password.
         self.location = "PostgreSQL " + re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", url)
 
-    def _run(self, work: Callable[..., object]) -> object:
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         import psycopg
 
         try:
@@ -463,10 +467,11 @@ class PostgresStore:
         row = self._run(
             lambda db: db.execute("SELECT to_regclass('redraft_kb_chunks') IS NOT NULL").fetchone()
         )
+        assert row is not None  # a SELECT without FROM returns one row
         return bool(row[0])
 
     def setup(self, embeddings: str, dimensions: int) -> None:
-        def work(db) -> None:
+        def work(db: psycopg.Connection[Any]) -> None:
             # Concurrent first-time setups serialise on this lock instead of racing DDL.
             db.execute("SELECT pg_advisory_xact_lock(hashtext('redraft_kb_setup'))")
             db.execute(self.SCHEMA)
@@ -497,7 +502,7 @@ class PostgresStore:
         return row[0] if row else None
 
     def replace(self, source: str, digest: str, chunks: list[str], vectors: np.ndarray) -> None:
-        def work(db) -> None:
+        def work(db: psycopg.Connection[Any]) -> None:
             db.execute("DELETE FROM redraft_kb_chunks WHERE source = %s", (source,))
             with db.cursor() as cursor:
                 cursor.executemany(
@@ -557,12 +562,14 @@ class PostgresStore:
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def counts(self) -> tuple[int, int]:
-        return self._run(
+        row = self._run(
             lambda db: db.execute(
                 "SELECT (SELECT count(*) FROM redraft_kb_sources), "
                 "(SELECT count(*) FROM redraft_kb_chunks)"
             ).fetchone()
         )
+        assert row is not None  # a SELECT without FROM returns one row
+        return row[0], row[1]
 
 
 def _matrix(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:

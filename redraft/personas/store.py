@@ -22,11 +22,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from langgraph.store.base import BaseStore, GetOp, Item, PutOp, SearchOp
+from langgraph.store.base import BaseStore, GetOp, Item, PutOp, Result, SearchItem, SearchOp
 from pydantic import BaseModel, Field
 
 from redraft.config import RefinerConfig
@@ -44,6 +44,7 @@ from redraft.personas.model import (
     now,
 )
 from redraft.personas.scrub import secure_delete
+from redraft.state import is_penguin_attribute
 from redraft.waits import outage_of
 
 ROOT = "redraft"
@@ -198,7 +199,9 @@ class PersonaStore:
         """The recorded questions among `texts`, by `question_key`: one batch of reads."""
         namespace = self.namespace(user_id, QUESTIONS)
         keys = list(dict.fromkeys(question_key(text) for text in texts))
-        items = await self.store.abatch([GetOp(namespace, key) for key in keys]) if keys else []
+        items = (
+            await _read_batch(self.store, [GetOp(namespace, key) for key in keys]) if keys else []
+        )
         return {i.key: AskedQuestion.model_validate(i.value) for i in items if i is not None}
 
     async def answer_question(self, user_id: str, asked: AskedQuestion) -> None:
@@ -215,17 +218,20 @@ class PersonaStore:
         """Profile, the k nearest active facts and the k nearest edit contexts: one embedding
         of the query, and one batch of reads where the store ranks natively."""
         facts_ns, edits_ns = self.namespace(user_id, FACTS), self.namespace(user_id, EDITS)
+        facts: list[tuple[Item, float]]
+        edits: list[tuple[Item, float]]
         if self.native:
-            profile_items, facts, edits = await self.store.abatch(
+            profile_items, fact_hits, edit_hits = await _search_batch(
+                self.store,
                 [
                     SearchOp(self.namespace(user_id, PROFILE), None, 100, 0, None),
                     SearchOp(facts_ns, ACTIVE, k_facts, 0, query),
                     SearchOp(edits_ns, None, k_edits, 0, query),
-                ]
+                ],
             )
             profile = _profile_from(profile_items)
-            facts = [(item, item.score or 0.0) for item in facts]
-            edits = [(item, item.score or 0.0) for item in edits]
+            facts = [(item, item.score or 0.0) for item in fact_hits]
+            edits = [(item, item.score or 0.0) for item in edit_hits]
         else:
             assert self.embeddings is not None
             # The query is embedded (in a thread) while the store is read.
@@ -264,9 +270,9 @@ class PersonaStore:
                 await self.store.abatch([PutOp(namespace, i.key, None) for i in items])
             if namespace[-1] != VERSIONS:
                 counts[namespace[-1]] = counts.get(namespace[-1], 0) + len(items)
-        cache = _vector_caches.get(self.store, {})
-        for namespace in [ns for ns in cache if ns[: len(prefix)] == prefix]:
-            del cache[namespace]
+        if (cache := _vector_caches.get(self.store)) is not None:
+            for namespace in [ns for ns in cache if ns[: len(prefix)] == prefix]:
+                del cache[namespace]
         return counts
 
     # ── helpers ─────────────────────────────────────────────────────────────────────────
@@ -311,7 +317,7 @@ class PersonaStore:
     ) -> list[tuple[Item, float]]:
         """The k items nearest the query; only these are read from the store."""
         best = vectors.nearest(query, k, active_only) if k > 0 else []
-        items = await self.store.abatch([GetOp(namespace, key) for key, _ in best])
+        items = await _read_batch(self.store, [GetOp(namespace, key) for key, _ in best])
         return [
             (_without_vector(item), score)
             for item, (_, score) in zip(items, best, strict=True)
@@ -384,6 +390,30 @@ def _attribute(name: str, value: str, source: FactSource) -> Attribute:
     return Attribute(value=value, source=source)
 
 
+async def _read_batch(store: BaseStore, ops: Sequence[GetOp]) -> list[Item | None]:
+    """One batch of reads: each op's item, None where the key is not stored."""
+    results = await store.abatch(ops)
+    items: list[Item | None] = []
+    for result in results:
+        assert result is None or isinstance(result, Item), "a GetOp is answered with one item"
+        items.append(result)
+    return items
+
+
+async def _search_batch(store: BaseStore, ops: Sequence[SearchOp]) -> list[list[SearchItem]]:
+    """One batch of searches: each op's items, best first."""
+    results = await store.abatch(ops)
+    pages: list[list[SearchItem]] = []
+    for result in results:
+        assert _is_search_page(result), "a SearchOp is answered with a list of SearchItems"
+        pages.append(result)
+    return pages
+
+
+def _is_search_page(result: Result) -> TypeGuard[list[SearchItem]]:
+    return isinstance(result, list) and all(isinstance(item, SearchItem) for item in result)
+
+
 def _profile_from(items: Sequence[Item]) -> Profile:
     profile = Profile()
     for item in items:
@@ -393,8 +423,8 @@ def _profile_from(items: Sequence[Item]) -> Profile:
             profile.style = Style.model_validate(
                 {k: v for k, v in item.value.items() if k != "updated_at"}
             )
-        elif item.key in PENGUIN_ATTRIBUTES:
-            profile.attributes[item.key] = Attribute.model_validate(item.value)  # type: ignore[index]
+        elif is_penguin_attribute(item.key):
+            profile.attributes[item.key] = Attribute.model_validate(item.value)
         else:
             continue
         if profile.updated_at is None or item.updated_at > profile.updated_at:

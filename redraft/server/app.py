@@ -301,8 +301,8 @@ async def _chunks(
                     yield writer.delta({"content": rest})
                 if text.sent != reply:
                     log.warning("stream.diverged", reason="a streamed rewrite was abandoned")
-                for delta in tool_call_deltas(event.result):
-                    yield writer.delta(delta)
+                for call_delta in tool_call_deltas(event.result):
+                    yield writer.delta(call_delta)
                 reason = finish_reason(event.result)
                 yield writer.delta({}, reason, redraft=redraft_object(event.result))
                 if include_usage:
@@ -360,7 +360,7 @@ def serve(
     if not server.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serve.no_auth", host=host, hint="set REDRAFT_API_KEYS")
     print(f"redraft serving on http://{shown}:{bound}", flush=True)
-    settings = uvicorn.Config(
+    settings = GuardedConfig(
         app,
         factory=server.workers > 1,
         workers=server.workers,
@@ -371,11 +371,18 @@ def serve(
         access_log=False,  # AccessLog writes the one line per request, with ms and request id
         http=GuardedProtocol,
     )
-    settings.connection_limits = ConnectionLimits.of(server)  # read by GuardedProtocol
+    settings.connection_limits = ConnectionLimits.of(server)
     if server.workers == 1:
         uvicorn.Server(settings).run(sockets=[sock])
     else:
         Multiprocess(settings, sockets=[sock]).run()
+
+
+class GuardedConfig(uvicorn.Config):
+    """uvicorn's settings with the limits GuardedProtocol reads from them (uvicorn hands its
+    protocols the config). `serve --workers` pickles the config into each worker, limits too."""
+
+    connection_limits: ConnectionLimits
 
 
 def missing_provider(config: RefinerConfig) -> str | None:
