@@ -1,8 +1,11 @@
 """The safety agent on PENGUIN's 103 queries that have a stored best acquisition path (RAISE).
 
 (a) First question: how often the attribute asked first is the first attribute of the query's
-    stored best path — the shipped path library's kNN vote (all-MiniLM-L6-v2, the shipped
-    library, which holds no PENGUIN text) against the majority baseline; top-1 and top-2.
+    stored best path — the shipped path library's vote (the library holds no PENGUIN text),
+    looked up by meaning (kNN over all-MiniLM-L6-v2 vectors, when the turn's query was embedded
+    already) and by words (TF-IDF, when it was not) — against the majority baseline; top-1 and
+    top-2. Then how far the two lookups agree, and how often each finds stored queries of the
+    query's own PENGUIN domain.
 (b) Questions per query: the real graph (Refiner, a thread, interrupt and resume) with a
     simulated user who answers from the query's PENGUIN profile, and a rule-based stand-in for
     the safety critic's LLM (RULE below). The figure describes that policy, not an LLM.
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from redraft import Refiner, RefinerConfig
-from redraft.embeddings import LocalEmbeddings
+from redraft.embeddings import RECENT_BATCH, LocalEmbeddings
 from redraft.safety.critic import ATTRIBUTE_QUESTIONS, EXAMPLES_K
 from redraft.safety.paths import PathLibrary, first_attribute_vote, read_paths
 from redraft.testing import FakeProvider, ScriptedChatModel
@@ -52,6 +55,7 @@ RULE = (
 POSITIONS = (1, 2)
 LATENCY_S = 0.25
 SPREAD = ("factuality", "personalization", "coherence")
+K_SHOWN = sorted({1, EXAMPLES_K, 5})
 PASS = {"verdict": "pass", "issues": [], "confidence": 0.9, "evidence": []}
 
 
@@ -83,21 +87,40 @@ def load_penguin(directory: Path) -> list[dict[str, Any]]:
 # ── (a) the first question ──────────────────────────────────────────────────────────────
 
 
-async def first_question(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    library = PathLibrary(read_paths(), LocalEmbeddings())
+def domain_queries(directory: Path, every: int) -> list[dict[str, str]]:
+    """Every `every`-th PENGUIN query with its domain (all seven domains, in order)."""
+    lines = (directory / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [{"query": r["query"], "domain": r["domain"]} for r in rows[::every]]
+
+
+async def first_question(
+    cases: list[dict[str, Any]], labelled: list[dict[str, str]]
+) -> dict[str, Any]:
+    embeddings = LocalEmbeddings()
+    by_meaning = PathLibrary(read_paths(), embeddings)
+    by_meaning.embed_paths()
+    by_words = PathLibrary(read_paths())  # what a turn whose query nobody embedded looks up
     firsts = [case["best_path"][0] for case in cases]
     ranked = [attribute for attribute, _ in Counter(firsts).most_common()]
     rows: dict[str, dict[str, Any]] = {}
-    for k in sorted({1, EXAMPLES_K, 5}):
-        top1 = top2 = 0
-        for case, first in zip(cases, firsts, strict=True):
-            examples = await library.nearest(case["query"], k)
-            guess = first_attribute_vote(examples, set())
-            # the second guess: the library's vote once the first guess is known
-            second = first_attribute_vote(examples, {guess}) if guess else None
-            top1 += guess == first
-            top2 += first in (guess, second)
-        rows[f"knn_k{k}"] = {"top1": top1 / len(cases), "top2": top2 / len(cases)}
+    nearest: dict[str, list[list[dict[str, Any]]]] = {"knn": [], "words": []}
+    for case in cases:
+        embeddings.embed_query(case["query"])  # found by the library as a turn's would be
+        for name, library in (("knn", by_meaning), ("words", by_words)):
+            examples = await library.nearest(case["query"], max(K_SHOWN))
+            assert {e["by"] for e in examples} == {"meaning" if name == "knn" else "words"}
+            nearest[name].append(examples)
+    for name, found in nearest.items():
+        for k in K_SHOWN:
+            top1 = top2 = 0
+            for examples, first in zip(found, firsts, strict=True):
+                guess = first_attribute_vote(examples[:k], set())
+                # the second guess: the library's vote once the first guess is known
+                second = first_attribute_vote(examples[:k], {guess}) if guess else None
+                top1 += guess == first
+                top2 += first in (guess, second)
+            rows[f"{name}_k{k}"] = {"top1": top1 / len(cases), "top2": top2 / len(cases)}
     rows["majority"] = {
         "top1": sum(f == ranked[0] for f in firsts) / len(cases),
         "top2": sum(f in ranked[:2] for f in firsts) / len(cases),
@@ -110,6 +133,54 @@ async def first_question(cases: list[dict[str, Any]]) -> dict[str, Any]:
         "first_attribute_counts": dict(Counter(firsts).most_common()),
         "shipped_library_majority": shipped,
         "rows": {name: _rounded(row) for name, row in rows.items()},
+        "lookup": lookup_agreement(nearest, EXAMPLES_K),
+        "same_domain": await same_domain(labelled, by_meaning, by_words, embeddings),
+    }
+
+
+async def same_domain(
+    labelled: list[dict[str, str]],
+    by_meaning: PathLibrary,
+    by_words: PathLibrary,
+    embeddings: LocalEmbeddings,
+) -> dict[str, Any]:
+    """The share of the k shown stored queries that are in the query's PENGUIN domain (chance:
+    the shipped library's share of each domain, 1/7 here), each way."""
+    texts = [row["query"] for row in labelled]
+    for start in range(0, len(texts), RECENT_BATCH):  # remembered, so the library finds them
+        embeddings.embed_documents(texts[start : start + RECENT_BATCH])
+    shares: dict[str, list[float]] = {"knn": [], "words": []}
+    for row in labelled:
+        for name, library in (("knn", by_meaning), ("words", by_words)):
+            examples = await library.nearest(row["query"], EXAMPLES_K)
+            shares[name].append(sum(e["domain"] == row["domain"] for e in examples) / EXAMPLES_K)
+    return {
+        "queries": len(labelled),
+        "k": EXAMPLES_K,
+        **{name: round(statistics.fmean(values), 3) for name, values in shares.items()},
+    }
+
+
+def lookup_agreement(nearest: dict[str, list[list[dict[str, Any]]]], k: int) -> dict[str, Any]:
+    """How far the lookup by words finds what the lookup by meaning finds, at the k shown."""
+    pairs = list(zip(nearest["knn"], nearest["words"], strict=True))
+
+    def shared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
+        return len({e["query"] for e in a[:k]} & {e["query"] for e in b[:k]}) / k
+
+    return {
+        "k": k,
+        "shared_neighbours": round(statistics.fmean(shared(a, b) for a, b in pairs), 3),
+        "same_nearest": round(
+            statistics.fmean(a[0]["query"] == b[0]["query"] for a, b in pairs), 3
+        ),
+        "same_vote": round(
+            statistics.fmean(
+                first_attribute_vote(a[:k], set()) == first_attribute_vote(b[:k], set())
+                for a, b in pairs
+            ),
+            3,
+        ),
     }
 
 
@@ -298,7 +369,8 @@ def main() -> int:
         cases = cases[:20]
     turns = 10 if args.quick else 40
 
-    first = asyncio.run(first_question(cases))
+    labelled = domain_queries(args.penguin, every=50 if args.quick else 10)
+    first = asyncio.run(first_question(cases, labelled))
     questions = {f"first_{n}": asyncio.run(questions_per_query(cases, n)) for n in POSITIONS}
     latency = asyncio.run(added_latency(cases, turns))
     command = "python -m benchmarks.safety" + (" --quick" if args.quick else "")
@@ -329,13 +401,19 @@ def report(summary: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for name, row in first["rows"].items():
-        label = (
-            f"majority ({', '.join(row['guesses'])})"
-            if name == "majority"
-            else f"path library kNN, k={name.removeprefix('knn_k')}"
-        )
+        if name == "majority":
+            label = f"majority ({', '.join(row['guesses'])})"
+        else:
+            way, k = name.rsplit("_k", 1)
+            label = f"path library by {'meaning (kNN)' if way == 'knn' else 'words'}, k={k}"
         lines.append(f"| {label} | {row['top1']:.3f} | {row['top2']:.3f} |")
+    lookup, domain = first["lookup"], first["same_domain"]
     lines += [
+        "",
+        f"by words against by meaning, k={lookup['k']}: neighbours shared "
+        f"{lookup['shared_neighbours']}, same nearest {lookup['same_nearest']}, same vote "
+        f"{lookup['same_vote']}; neighbours in the query's PENGUIN domain ({domain['queries']} "
+        f"queries): by meaning {domain['knn']}, by words {domain['words']}",
         "",
         "(b) questions per query, real graph, rule-based critic, simulated user",
         "",

@@ -169,6 +169,12 @@ class LocalEmbeddings(Embeddings):
         _load_model()
         return load_seconds or 0.0
 
+    def embedded(self, text: str) -> np.ndarray | None:
+        """The vector of `text` if this process embedded it recently, else None: never runs
+        the model (a lookup that can do without a vector uses it only when it is free)."""
+        with _recent_lock:
+            return _recent.get(text)
+
     def _encode(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []

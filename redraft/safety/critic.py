@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-import structlog
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
@@ -27,7 +26,7 @@ from redraft.agents.prompting import (
     user_message,
 )
 from redraft.config import RefinerConfig
-from redraft.embeddings import EmbeddingsNotInstalledError, get_embeddings, wait_for_model
+from redraft.embeddings import LocalEmbeddings, local_model_installed, needs_local_model
 from redraft.llm.calls import call_structured
 from redraft.safety.paths import PathLibrary, read_paths
 from redraft.state import (
@@ -39,8 +38,6 @@ from redraft.state import (
     PenguinAttribute,
     SafetyDetails,
 )
-
-log = structlog.get_logger("redraft.safety")
 
 ASPECT = "safety"
 
@@ -136,42 +133,28 @@ class SafetyOutput(CriticOutput):
 EXAMPLES_K = 3
 
 _libraries: dict[tuple[str, str], PathLibrary] = {}
-_unavailable_said: set[str] = set()
 
 
-def path_library(cfg: RefinerConfig) -> PathLibrary | None:
-    """The process's path library for this config (the shipped paths plus `safety_paths`)."""
+def path_library(cfg: RefinerConfig) -> PathLibrary:
+    """The process's path library for this config (the shipped paths plus `safety_paths`).
+
+    It reuses the local model's vectors when the config embeds with it and the extra is
+    installed; otherwise it looks up by words alone.
+    """
     key = (cfg.embeddings, str(cfg.safety_paths or ""))
     if key not in _libraries:
-        try:
-            embeddings = get_embeddings(cfg)
-        except Exception as exc:  # no local model and no provider: fall back to domain priors
-            if str(exc) not in _unavailable_said:  # said once per process, not every turn
-                _unavailable_said.add(str(exc))
-                # A base install (no `embeddings` extra) is expected to lack it: not a warning.
-                said = log.info if isinstance(exc, EmbeddingsNotInstalledError) else log.warning
-                said("safety.paths_unavailable", reason=str(exc))
-            return None
+        local = needs_local_model(cfg) and local_model_installed()
+        embeddings = LocalEmbeddings(threads=cfg.embedding_threads) if local else None
         paths = read_paths() + (read_paths(cfg.safety_paths) if cfg.safety_paths else [])
         _libraries[key] = PathLibrary(paths, embeddings)
     return _libraries[key]
 
 
 async def prepare(task: CriticTask, cfg: RefinerConfig) -> CriticTask:
-    """RAISE's online stage: the acquisition paths of the most similar stored queries."""
+    """RAISE's online stage: the acquisition paths of the most similar stored queries (never a
+    model call: see `PathLibrary`)."""
     query = last_user_message(task["history"])
-    # A turn with a deadline does not wait for the embedding model to load: the domain's
-    # paths stand in until it has.
-    ready = await wait_for_model(cfg, None if cfg.deadline_s is None else 0)
-    library = path_library(cfg) if ready else None
-    if library is not None:
-        examples = await library.nearest(query, EXAMPLES_K)
-    else:
-        examples = [
-            {"query": p.query, "path": list(p.best_path)}
-            for p in read_paths()
-            if p.domain == task.get("domain")
-        ][:EXAMPLES_K]
+    examples = await path_library(cfg).nearest(query, EXAMPLES_K)
     return {**task, "examples": examples}
 
 

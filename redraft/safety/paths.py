@@ -3,20 +3,30 @@
 The safety critic sees the paths of the k most similar stored queries as examples when it picks
 the next attribute to ask about. redraft ships a library written by the project (per-domain
 priors); `redraft safety build-paths` writes more, and `safety_paths` in the config adds them.
+
+A lookup never runs a model in the turn: when something in the process has already embedded the
+query (persona memory, the knowledge base), its vector is compared with the stored queries'; else
+the stored queries are ranked by the words they share with it (TF-IDF over character n-grams).
+On PENGUIN's paths the two suggest the right first attribute equally often (BENCHMARKS.md,
+"Safety"), while embedding the query alone would cost more CPU than the rest of the critic's turn.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import structlog
-from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, Field, ValidationError
 
+from redraft.embeddings import LocalEmbeddings
 from redraft.state import Domain, PenguinAttribute
 
 log = structlog.get_logger("redraft.safety")
@@ -46,37 +56,110 @@ def read_paths(path: Path | None = None) -> list[AcquisitionPath]:
     return paths
 
 
+_WORD = re.compile(r"\S+")
+GRAMS = (3, 4, 5)
+
+
+def grams(text: str) -> Counter[str]:
+    """The character n-grams of each word (as split by white space), padded with spaces: words
+    that share a stem ("divorce", "divorced") share most of theirs."""
+    found: Counter[str] = Counter()
+    for word in _WORD.findall(text.lower()):
+        padded = f" {word} "
+        for n in GRAMS:
+            found.update(padded[i : i + n] for i in range(len(padded) - n + 1))
+    return found
+
+
+class WordIndex:
+    """TF-IDF over character n-grams (sublinear counts, smoothed idf, unit length), cosine
+    similarity: a lookup costs tens of microseconds and needs no model."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        counts = [grams(text) for text in texts]
+        frequency = Counter(gram for count in counts for gram in count)
+        self.size = len(texts)
+        self.idf = {g: math.log((1 + self.size) / (1 + df)) + 1 for g, df in frequency.items()}
+        self.postings: dict[str, list[tuple[int, float]]] = {}
+        for doc, count in enumerate(counts):
+            for gram, weight in self._weights(count).items():
+                self.postings.setdefault(gram, []).append((doc, weight))
+
+    def _weights(self, count: Counter[str]) -> dict[str, float]:
+        raw = {g: (1 + math.log(n)) * self.idf[g] for g, n in count.items() if g in self.idf}
+        norm = math.sqrt(sum(w * w for w in raw.values())) or 1.0
+        return {g: w / norm for g, w in raw.items()}
+
+    def scores(self, text: str) -> np.ndarray:
+        scores = np.zeros(self.size)
+        for gram, weight in self._weights(grams(text)).items():
+            for doc, doc_weight in self.postings[gram]:
+                scores[doc] += weight * doc_weight
+        return scores
+
+
 @dataclass
 class PathLibrary:
-    """Stored paths with their query embeddings (computed once, on first use)."""
+    """Stored paths, looked up by a query's vector when the process has one, else by words.
+
+    `embeddings`: the local model, whose recent vectors a lookup may reuse (None: words only).
+    The stored queries' vectors are made once, in a background thread, the first time a lookup
+    has a query vector to compare them with; lookups go by words until then.
+    """
 
     paths: list[AcquisitionPath]
-    embeddings: Embeddings
+    embeddings: LocalEmbeddings | None = None
+    _words: WordIndex | None = None
     _vectors: np.ndarray | None = None
-    _lock: asyncio.Lock | None = None
+    _embedding: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def nearest(self, query: str, k: int = 3) -> list[dict]:
-        """The k most similar stored queries with their paths, best first."""
+        """The k most similar stored queries with their paths, best first (`by`: "meaning"
+        when compared by vectors, "words" by TF-IDF)."""
         if not self.paths or k <= 0:
             return []
-        if self._vectors is None:
-            self._lock = self._lock or asyncio.Lock()
-            async with self._lock:
-                if self._vectors is None:
-                    docs = [p.query for p in self.paths]
-                    self._vectors = np.asarray(await self.embeddings.aembed_documents(docs))
-        vector = np.asarray(await self.embeddings.aembed_query(query))
-        scores = self._vectors @ vector
-        best = np.argsort(-scores)[:k]
+        vector = self.embeddings.embedded(query) if self.embeddings is not None else None
+        vectors = self._paths_vectors() if vector is not None else None
+        if vector is not None and vectors is not None:
+            scores, by = vectors @ vector, "meaning"
+        else:
+            if self._words is None:
+                self._words = WordIndex([p.query for p in self.paths])
+            scores, by = self._words.scores(query), "words"
+        best = np.argsort(-scores, kind="stable")[:k]
         return [
             {
                 "query": self.paths[i].query,
                 "path": list(self.paths[i].best_path),
                 "domain": self.paths[i].domain,
                 "similarity": round(float(scores[i]), 3),
+                "by": by,
             }
             for i in best
         ]
+
+    def _paths_vectors(self) -> np.ndarray | None:
+        """The stored queries' vectors, or None while a background thread makes them."""
+        if self._vectors is None:
+            with self._lock:
+                if self._embedding is None:
+                    self._embedding = threading.Thread(
+                        target=self.embed_paths, name="redraft-safety-paths"
+                    )
+                    self._embedding.start()
+        return self._vectors
+
+    def embed_paths(self) -> None:
+        """Make the stored queries' vectors now (once; a failure leaves lookups to words)."""
+        if self._vectors is not None or self.embeddings is None:
+            return
+        try:
+            vectors = self.embeddings.embed_documents([p.query for p in self.paths])
+        except Exception as exc:
+            log.warning("safety.paths_not_embedded", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._vectors = np.asarray(vectors)
 
 
 def first_attribute_vote(examples: list[dict], known: set[str]) -> str | None:
