@@ -11,7 +11,8 @@ LLM planner.
   given); the recall other `SENSITIVE_PLAIN_AT` values would give, next to the labelled set's
   false-sensitive rates with them (the trade-off table). Confusion matrices go to
   `benchmarks/plots/routing/`.
-- Labelled set (`benchmarks/data/routing_labelled_{dev,heldout}.jsonl`): issue 17's figures.
+- Labelled set (`benchmarks/data/routing_labelled_{dev,heldout,heldout2}.jsonl`): issue 17's
+  figures.
 - Routing set (`benchmarks/data/routing_set.jsonl`, written by the project): per-aspect
   precision and recall, false-sensitive rates, domain accuracy.
 - Latency per decision after warm-up, pinned to one CPU core: cold (every text of the case
@@ -20,8 +21,10 @@ LLM planner.
 - LLM planner cost for the same routing-set decisions through FakeProvider (calls, tokens as
   FakeProvider counts them: whitespace-separated words; the round trip over local HTTP is a lower
   bound, a real model adds its generation time).
-- Learning (`--only learning`): a real LLM planner (the environment's OpenAI-compatible server)
-  decides sampled training and held-out turns; the router learns from the training decisions.
+- Learning (`--only learning`): a consistent planner (FakeProvider scripted with the labels) and
+  a real LLM planner (the environment's OpenAI-compatible server; its answers are cached, so a
+  rerun on the same turns needs no server) decide training and held-out turns; the router learns
+  from the training decisions.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ from redraft.testing import FakeProvider
 HERE = Path(__file__).parent
 ROUTING_SET = HERE / "data" / "routing_set.jsonl"
 LABELLED = {
-    split: HERE / "data" / f"routing_labelled_{split}.jsonl" for split in ("dev", "heldout")
+    split: HERE / "data" / f"routing_labelled_{split}.jsonl"
+    for split in ("dev", "heldout", "heldout2")
 }
 RESULTS = HERE / "results" / "routing.json"
 PLANNER_CACHE = HERE / "results" / "routing_learning_planner.jsonl"
+LEARNING_TURNS = HERE / "data" / "routing_learning_turns.json"
 PLOTS = HERE / "plots" / "routing"
 
 
@@ -393,13 +398,20 @@ async def ask_planner(
 ) -> dict[str, dict[str, Any]]:
     """The real LLM planner's choice on each case, one call at a time (the model server is
     serial and shared); every answer is appended to `cache_path` as it arrives, so a run that
-    stops resumes where it stopped and a finished run is re-scored without the model."""
+    stops resumes where it stopped and a finished run is re-scored without the model (no
+    server needed then)."""
     cache = read_cache(cache_path)
+    missing = [case for case in cases if case["key"] not in cache]
+    if not missing:
+        return cache
+    if not config.base_url:
+        raise SystemExit(
+            f"routing.py --only learning: {len(missing)} turn(s) have no cached planner answer "
+            f"in {cache_path}; set OPENAI_BASE_URL to the LLM planner"
+        )
     model_name = config.model_for("planner")
     model = make_chat_model(model_name, config)
-    for number, case in enumerate(cases, start=1):
-        if case["key"] in cache:
-            continue
+    for number, case in enumerate(missing, start=1):
         started = time.perf_counter()
         try:
             chosen = await plan_critics(
@@ -423,7 +435,7 @@ async def ask_planner(
         cache[case["key"]] = row
         with cache_path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
-        print(f"{number}/{len(cases)} {case['key']}: {chosen.aspects} ({row['seconds']} s)")
+        print(f"{number}/{len(missing)} {case['key']}: {chosen.aspects} ({row['seconds']} s)")
     return cache
 
 
@@ -431,70 +443,63 @@ def learned_aspects(aspects: list[str]) -> list[str]:
     return sorted(set(aspects) - {"safety"})  # safety is not learned (recall first, rule-based)
 
 
+def by_distance(route) -> float:
+    """The hand-off confidence before learned aspects had their own: every score's distance
+    from 0.5 (a learned score is the planner's chance of choosing the aspect)."""
+    return min(abs(score - 0.5) * 2 for score in route.scores.values())
+
+
 def agreement(
-    router: Router, cases: list[dict[str, Any]], planner: dict[str, dict[str, Any]]
+    router: Router, cases: list[dict[str, Any]], planner: dict[str, list[str]]
 ) -> dict[str, Any]:
     """How often the router chooses what the planner chose (safety aside): the whole set, and
-    per aspect; and the share of turns hybrid would hand to the planner."""
+    per aspect; the share of turns hybrid hands the planner (and the share the distance-from-0.5
+    rule would have handed it); and how often hybrid's plan (the planner's on turns handed to
+    it, the router's otherwise) is the planner's."""
     threshold = RefinerConfig().hybrid_threshold
-    agree = handed = 0
+    agree = handed = handed_by_distance = hybrid_agrees = 0
     per_aspect = Counter()
     for case in cases:
         route = route_case(router, case)
-        mine, theirs = learned_aspects(route.aspects), planner[case["key"]]["aspects"]
-        theirs = learned_aspects(theirs)
+        mine, theirs = learned_aspects(route.aspects), learned_aspects(planner[case["key"]])
         agree += mine == theirs
         for aspect in ("factuality", "personalization", "coherence"):
             per_aspect[aspect] += (aspect in mine) == (aspect in theirs)
-        handed += route.confidence < threshold
+        asks = route.confidence < threshold
+        handed += asks
+        handed_by_distance += by_distance(route) < threshold
+        hybrid_agrees += asks or mine == theirs
     n = len(cases)
     return {
         "agrees_with_planner": round(agree / n, 3),
         "agrees_per_aspect": {a: round(c / n, 3) for a, c in per_aspect.items()},
         "handed_to_planner": round(handed / n, 3),
+        "handed_by_distance_rule": round(handed_by_distance / n, 3),
+        "hybrid_plan_is_planners": round(hybrid_agrees / n, 3),
         "cases": n,
     }
 
 
-async def learning_experiment(router: Router, args: argparse.Namespace) -> dict[str, Any]:
-    """The router learns from a real LLM planner (the OpenAI-compatible server of the
-    environment, e.g. a llama-cpp-python server with Qwen2.5-0.5B-Instruct). The planner is
-    asked on `--train-turns` turns of the training part (routing-set even ids and the labelled
-    development part) and on `--test-turns` turns of the held-out part (odd ids and the labelled
-    held-out part). The training decisions are kept with `record_decision` as a hybrid turn
-    with `learn_routing` keeps them, and fitted with `fit`; the held-out turns measure how often
-    the router agrees with the planner, and how many turns hybrid hands it, before and after.
-    Fitted twice: on every training turn asked, and on only those a hybrid router would have
-    handed the planner (confidence below `hybrid_threshold`)."""
+async def learn_and_measure(
+    router: Router,
+    train: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    planner: dict[str, list[str]],
+) -> dict[str, Any]:
+    """Before, then after learning from the planner's decisions on every training turn, and on
+    only those a hybrid router would have handed it (what hybrid with `learn_routing` keeps).
+    The decisions go through `record_decision` and `stored_decisions` as in a hybrid turn, and
+    are fitted with `fit` (what `redraft route train` and the server's retrain run)."""
     from langgraph.store.memory import InMemoryStore
 
-    from redraft.routing.learning import fit, record_decision, stored_decisions
+    from redraft.routing.learning import MIN_PER_CLASS, fit, record_decision, stored_decisions
 
     config = RefinerConfig(learn_routing=True)
-    if not config.base_url:
-        raise SystemExit("routing.py --only learning: set OPENAI_BASE_URL to the LLM planner")
-    routing_rows = read_jsonl(ROUTING_SET)
-    train_pool = pool([r for r in routing_rows if r["id"] % 2 == 0], "routing") + pool(
-        read_jsonl(LABELLED["dev"]), "dev"
-    )
-    test_pool = pool([r for r in routing_rows if r["id"] % 2], "routing") + pool(
-        read_jsonl(LABELLED["heldout"]), "heldout"
-    )
-    train = sample(train_pool, args.train_turns, seed=17)
-    test = sample(test_pool, args.test_turns, seed=18)
-    planner = await ask_planner(train + test, config, args.planner_cache)
-    train = [c for c in train if c["key"] in planner]
-    test = [c for c in test if c["key"] in planner]
     threshold = config.hybrid_threshold
-    before = agreement(router, test, planner)
-    asked = [planner[c["key"]] for c in train + test]
     result: dict[str, Any] = {
-        "planner_model": config.model_for("planner"),
-        "planner_seconds_per_call": percentiles([row["seconds"] for row in asked]),
-        "planner_aspects_chosen": dict(Counter(a for row in asked for a in row["aspects"])),
-        "training_turns_asked": len(train),
+        "training_turns": len(train),
         "held_out_turns": len(test),
-        "held_out_before": before,
+        "held_out_before": agreement(router, test, planner),
     }
     variants = {
         "every_training_turn": train,
@@ -502,24 +507,151 @@ async def learning_experiment(router: Router, args: argparse.Namespace) -> dict[
             c for c in train if route_case(router, c).confidence < threshold
         ],
     }
+    result["hybrid_loop"] = await hybrid_loop(router, train, test, planner)
     for name, cases in variants.items():
         store = InMemoryStore()
         for case in cases:
             route = route_case(router, case)
-            await record_decision(store, config, route.features, planner[case["key"]]["aspects"])
+            await record_decision(store, config, route.features, planner[case["key"]])
         decisions, _ = await stored_decisions(store, config)
         try:
             learned = fit(decisions)
         except ValueError as exc:
             result[name] = {"decisions": len(decisions), "not_fitted": str(exc)}
             continue
-        trained = router.with_learned(learned)
         result[name] = {
             "decisions": len(decisions),
-            "learned_aspects": sorted(learned.aspects),
-            "held_out_after": agreement(trained, test, planner),
+            "learned": {
+                a: "always" if m.negatives < MIN_PER_CLASS else "regression"
+                for a, m in sorted(learned.aspects.items())
+            },
+            "held_out_after": agreement(router.with_learned(learned), test, planner),
         }
     return result
+
+
+async def hybrid_loop(
+    router: Router,
+    train: list[dict[str, Any]],
+    test: list[dict[str, Any]],
+    planner: dict[str, list[str]],
+    rounds: int = 4,
+) -> list[dict[str, Any]]:
+    """Hybrid as it runs with `learn_routing` and a periodic retrain: the training turns come
+    in `rounds` batches (seeded order); in each, the turns the current router hands over are
+    decided by the planner and kept, then the router is refitted on everything kept so far and
+    measured on the held-out turns."""
+    import random
+
+    from langgraph.store.memory import InMemoryStore
+
+    from redraft.routing.learning import fit, record_decision, stored_decisions
+
+    config = RefinerConfig(learn_routing=True)
+    order = random.Random(17).sample(train, len(train))
+    store, current, measured = InMemoryStore(), router, []
+    for number in range(rounds):
+        batch = order[number * len(order) // rounds : (number + 1) * len(order) // rounds]
+        handed = 0
+        for case in batch:
+            route = route_case(current, case)
+            if route.confidence < config.hybrid_threshold:
+                handed += 1
+                await record_decision(store, config, route.features, planner[case["key"]])
+        decisions, _ = await stored_decisions(store, config)
+        if decisions:
+            current = router.with_learned(fit(decisions))
+        measured.append(
+            {"round": number + 1, "turns": len(batch), "handed_in_round": handed}
+            | {"decisions_kept": len(decisions)}
+            | agreement(current, test, planner)
+        )
+    return measured
+
+
+async def scripted_planner_learning(router: Router) -> dict[str, Any]:
+    """A consistent planner: FakeProvider scripted with each turn's labels (the routing set's
+    aspects, the labelled set's `must`; safety aside), asked over HTTP through `plan_critics`.
+    Training: the labelled development part and the routing set's even ids; held out: both
+    labelled held-out parts and the odd ids."""
+    routing_rows = read_jsonl(ROUTING_SET)
+    train = pool([r for r in routing_rows if r["id"] % 2 == 0], "routing") + pool(
+        read_jsonl(LABELLED["dev"]), "dev"
+    )
+    test = pool([r for r in routing_rows if r["id"] % 2], "routing")
+    for split in ("heldout", "heldout2"):
+        test += pool(read_jsonl(LABELLED[split]), split)
+    labels = {}
+    sources = {"routing": routing_rows} | {s: read_jsonl(path) for s, path in LABELLED.items()}
+    for source, rows in sources.items():
+        for row in rows:
+            wanted = row["expected"].get("aspects", row["expected"].get("must", []))
+            labels[f"{source}:{row['id']}"] = learned_aspects(wanted)
+    planner: dict[str, list[str]] = {}
+    with FakeProvider() as provider:
+        config = RefinerConfig(base_url=provider.base_url, api_key="k", max_retries=0)
+        model = make_chat_model(config.model_for("planner"), config)
+        for case in train + test:
+            steps = [{"aspect": a, "reason": "needed"} for a in labels[case["key"]]]
+            provider.script("planner", {"steps": steps})
+            chosen = await plan_critics(
+                model,
+                aspects=list(ASPECTS),
+                history=case["messages"],
+                reply=case.get("draft", ""),
+                persona_count=len(case.get("persona", [])),
+                knowledge_count=len(case.get("knowledge", [])),
+                method=config.structured_output,
+            )
+            planner[case["key"]] = chosen.aspects
+    return await learn_and_measure(router, train, test, planner)
+
+
+async def llm_planner_learning(router: Router, args: argparse.Namespace) -> dict[str, Any]:
+    """The router learns from a real LLM planner (the OpenAI-compatible server of the
+    environment, e.g. a llama-cpp-python server with Qwen2.5-0.5B-Instruct), on the turns of
+    `--turns` (the training and held-out keys; sampled once, spread over the categories, when
+    the file does not exist: `--train-turns` from the training part, routing-set even ids and
+    the labelled development part, and `--test-turns` from the held-out part, odd ids and the
+    labelled held-out part 1)."""
+    config = RefinerConfig(learn_routing=True)
+    routing_rows = read_jsonl(ROUTING_SET)
+    train_pool = pool([r for r in routing_rows if r["id"] % 2 == 0], "routing") + pool(
+        read_jsonl(LABELLED["dev"]), "dev"
+    )
+    test_pool = pool([r for r in routing_rows if r["id"] % 2], "routing") + pool(
+        read_jsonl(LABELLED["heldout"]), "heldout"
+    )
+    if args.turns.exists():
+        keys = json.loads(args.turns.read_text())
+        by_key = {c["key"]: c for c in train_pool + test_pool}
+        train = [by_key[k] for k in keys["train"]]
+        test = [by_key[k] for k in keys["held_out"]]
+    else:
+        train = sample(train_pool, args.train_turns, seed=17)
+        test = sample(test_pool, args.test_turns, seed=18)
+        keys = {"train": [c["key"] for c in train], "held_out": [c["key"] for c in test]}
+        args.turns.write_text(json.dumps(keys, indent=1) + "\n")
+    cache = await ask_planner(train + test, config, args.planner_cache)
+    train = [c for c in train if c["key"] in cache]
+    test = [c for c in test if c["key"] in cache]
+    asked = [cache[c["key"]] for c in train + test]
+    return {
+        "planner_model": asked[0]["model"] if asked else config.model_for("planner"),
+        "planner_seconds_per_call": percentiles([row["seconds"] for row in asked]),
+        "planner_aspects_chosen": dict(Counter(a for row in asked for a in row["aspects"])),
+        **await learn_and_measure(
+            router, train, test, {key: row["aspects"] for key, row in cache.items()}
+        ),
+    }
+
+
+async def learning_experiment(router: Router, args: argparse.Namespace) -> dict[str, Any]:
+    """Learning from a consistent (scripted) planner and from a real LLM planner."""
+    return {
+        "scripted_planner": await scripted_planner_learning(router),
+        "llm_planner": await llm_planner_learning(router, args),
+    }
 
 
 def quick(part: str, args: argparse.Namespace) -> int:
@@ -544,7 +676,7 @@ def quick(part: str, args: argparse.Namespace) -> int:
     elif part == "labelled":
         rows = {split: read_jsonl(path) for split, path in LABELLED.items()}
         result: dict[str, Any] = {s: labelled(router, r) for s, r in rows.items()}
-        result["latency_ms"] = latency(router, rows["dev"] + rows["heldout"], passes)
+        result["latency_ms"] = latency(router, [r for part in rows.values() for r in part], passes)
         result["load_average"] = os.getloadavg()
     else:
         result = asyncio.run(learning_experiment(router, args))
@@ -572,6 +704,13 @@ def main() -> int:
         type=Path,
         default=PLANNER_CACHE,
         help="learning: the real planner's answers, appended as they arrive and reused",
+    )
+    parser.add_argument(
+        "--turns",
+        type=Path,
+        default=LEARNING_TURNS,
+        help="learning: the training and held-out turns the real planner decides (sampled and "
+        "written when missing)",
     )
     parser.add_argument(
         "--only",

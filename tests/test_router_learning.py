@@ -28,6 +28,7 @@ from redraft.routing.learning import (
     load_learned,
     record_decision,
     stored_decisions,
+    summary,
     write_learned,
 )
 from redraft.routing.retrain import RouterRetrainer
@@ -95,6 +96,56 @@ def test_fit_learns_what_the_planner_chose_and_skips_aspects_it_never_chose():
     assert learned.score("factuality", {"cue": 1.0}) is None
     with pytest.raises(ValueError, match="no LLM planner decisions"):
         fit([])
+
+
+def test_a_noisy_planner_is_predicted_not_asked_again():
+    """The planner chooses personalization on two turns in three whatever the turn: the learned
+    probability sits near the middle, but every resampled fit makes the same decision, so the
+    router is sure of it and hybrid does not hand the turn over."""
+    rows = [
+        Decision(
+            features={"cue": float(i % 2), "topic": 0.1 * (i % 5)},
+            aspects=["personalization"] if i % 3 else [],
+        )
+        for i in range(60)
+    ]
+    learned = fit(rows)
+    probability, settled = learned.score_and_stability(
+        "personalization", {"cue": 1.0, "topic": 0.2}
+    )
+    assert 0.5 < probability < 0.8  # the distance from 0.5 would say: unsure, ask
+    assert settled is not None and settled > max(0.5, abs(probability - 0.5) * 2)
+
+
+def test_where_the_planners_decisions_conflict_the_learned_aspect_is_unsettled():
+    rows = [
+        Decision(features={"cue": 1.0}, aspects=["coherence"] if i % 2 else []) for i in range(8)
+    ]
+    _, settled = fit(rows).score_and_stability("coherence", {"cue": 1.0})
+    assert settled is not None and settled < 0.5
+
+
+def test_an_aspect_the_planner_always_chose_is_learned_as_always_chosen():
+    rows = [Decision(features={"cue": float(i % 2)}, aspects=["factuality"]) for i in range(12)]
+    learned = fit(rows)
+    assert set(learned.aspects) == {"factuality"}  # never chosen: left to the rules
+    assert learned.score("factuality", {"cue": 0.0}) > 0.9
+    assert summary(learned)["learned"]["factuality"]["always"] is True
+
+
+def test_the_route_is_as_confident_as_its_learned_decisions_are_settled(tmp_path):
+    config = RefinerConfig(home=tmp_path)
+    learned = fit(decisions(20))
+    write_learned(learned, learned_path(config))
+    route = get_router(config).route(UNCLEAR, draft="Update your CV first.")
+    assert set(route.learned_confidence) == {"coherence"}
+    assert "settled" in route.reasons["coherence"]
+    unsure = route.model_copy(update={"learned_confidence": {"coherence": 0.0}})
+    assert unsure.confidence == 0.0
+    old_file = learned.model_copy(deep=True)
+    old_file.aspects["coherence"].resampled = []  # a file written before resampled fits
+    write_learned(old_file, learned_path(config))
+    assert get_router(config).route(UNCLEAR).learned_confidence == {}
 
 
 def test_the_router_scores_with_the_learned_weights_once_written(tmp_path):

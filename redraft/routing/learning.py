@@ -7,6 +7,15 @@ draft) and the aspects the planner chose. `redraft route train` fits one logisti
 learnable aspect on them and writes the weights to a small JSON file; the router then scores those
 aspects with the learned model. Safety is not learned: it stays recall-first and rule-based, and
 hybrid keeps it whenever the route is sensitive.
+
+The learned probability says what the planner would choose, not how sure the router is: a planner
+that picks personalization on two turns in three whatever the turn is noisy there, and asking it
+again buys a coin flip. So each aspect is also fitted on `RESAMPLES` bootstrap resamples of the
+decisions; the router's confidence in a learned aspect is how many of them agree with its
+decision (`Learned.stability`). It is low only where more planner decisions could change the
+decision (few or conflicting decisions near this turn), and that is when hybrid asks. An aspect
+the planner chose on (nearly) every decision is learned as always chosen; one it (nearly) never
+chose is left to the rules (recall first: a critic is not dropped on that evidence).
 """
 
 from __future__ import annotations
@@ -20,8 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langgraph.store.base import BaseStore, SearchItem
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from redraft.config import Aspect, RefinerConfig
 from redraft.errors import RedraftError
@@ -30,7 +40,13 @@ NAMESPACE = ("redraft", "routing", "decisions")
 LEARNED_FILE = "router_learned.json"
 LEARNABLE: tuple[Aspect, ...] = ("factuality", "personalization", "coherence")
 MIN_PER_CLASS = 3
-"""An aspect is learned only when the planner chose it, and left it out, at least this often."""
+"""An aspect is learned as a regression when the planner chose it, and left it out, at least this
+often."""
+ALWAYS_AT = 0.9
+"""Left out too rarely for a regression, an aspect chosen on at least this share of the decisions
+(and at least `MIN_PER_CLASS` times) is learned as always chosen; otherwise not learned."""
+RESAMPLES = 16
+"""Bootstrap refits per aspect whose agreement is the router's confidence in a learned aspect."""
 PAGE = 1000
 
 
@@ -46,6 +62,11 @@ class Decision(BaseModel):
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
+class Coefficients(BaseModel):
+    weights: list[float]
+    bias: float
+
+
 class AspectModel(BaseModel):
     weights: list[float]
     bias: float
@@ -53,6 +74,26 @@ class AspectModel(BaseModel):
     scale: list[float]
     positives: int
     negatives: int
+    resampled: list[Coefficients] = Field(
+        default_factory=list, description="The same fit on bootstrap resamples of the decisions."
+    )
+
+    # The model's and the resampled fits' coefficients stacked, and mean and scale as arrays.
+    _arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = PrivateAttr(None)
+
+    def logit(self, features: dict[str, float], names: Sequence[str]) -> np.ndarray:
+        """The logits of the model and of each resampled fit, in that order."""
+        if self._arrays is None:
+            fits: list[AspectModel | Coefficients] = [self, *self.resampled]
+            self._arrays = (
+                np.array([f.weights for f in fits]),
+                np.array([f.bias for f in fits]),
+                np.array(self.mean),
+                np.array(self.scale),
+            )
+        weights, biases, mean, scale = self._arrays
+        z = (np.array([features.get(name, 0.0) for name in names]) - mean) / scale
+        return weights @ z + biases
 
 
 class Learned(BaseModel):
@@ -65,15 +106,25 @@ class Learned(BaseModel):
 
     def score(self, aspect: Aspect, features: dict[str, float]) -> float | None:
         """The learned probability that the planner would choose `aspect`; None if not learned."""
+        scored = self.score_and_stability(aspect, features)
+        return None if scored is None else scored[0]
+
+    def score_and_stability(
+        self, aspect: Aspect, features: dict[str, float]
+    ) -> tuple[float, float | None] | None:
+        """The learned probability, and how settled the decision it gives is: 0 when half the
+        resampled fits decide otherwise, 1 when none does (None for a file without resampled
+        fits); None if `aspect` is not learned."""
         model = self.aspects.get(aspect)
         if model is None:
             return None
-        logit = model.bias
-        for name, weight, mean, scale in zip(
-            self.features, model.weights, model.mean, model.scale, strict=True
-        ):
-            logit += weight * (features.get(name, 0.0) - mean) / scale
-        return 1.0 / (1.0 + math.exp(-max(min(logit, 30.0), -30.0)))
+        logits = model.logit(features, self.features)
+        probability = 1.0 / (1.0 + math.exp(-max(min(float(logits[0]), 30.0), -30.0)))
+        if len(logits) == 1:
+            return probability, None
+        chosen = logits[0] >= 0.0
+        agree = float(np.mean((logits[1:] >= 0.0) == chosen))
+        return probability, max(0.0, 2.0 * agree - 1.0)
 
 
 def learned_path(config: RefinerConfig) -> Path:
@@ -118,11 +169,11 @@ async def stored_decisions(store: BaseStore, config: RefinerConfig) -> tuple[lis
     return [Decision.model_validate(item.value) for item in kept], len(dropped)
 
 
-def fit(decisions: Sequence[Decision]) -> Learned:
-    """One logistic regression per learnable aspect with enough of both answers."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
+def fit(decisions: Sequence[Decision], resamples: int = RESAMPLES, seed: int = 0) -> Learned:
+    """Per learnable aspect: a logistic regression when the planner chose it and left it out
+    often enough, always chosen when it nearly always chose it, nothing otherwise;
+    each also refitted on `resamples` bootstrap resamples (seeded: the same decisions give the
+    same file)."""
     if not decisions:
         raise ValueError("no LLM planner decisions are stored yet (learn_routing must be on)")
     names = sorted({name for d in decisions for name in d.features})
@@ -130,27 +181,46 @@ def fit(decisions: Sequence[Decision]) -> Learned:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-6] = 1.0
     z = (x - mean) / scale
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(decisions), len(decisions)) for _ in range(resamples)]
     aspects: dict[Aspect, AspectModel] = {}
     for aspect in LEARNABLE:
         y = np.array([aspect in d.aspects for d in decisions])
         positives = int(y.sum())
-        if min(positives, len(y) - positives) < MIN_PER_CLASS:
-            continue
-        # Unweighted: the router should predict what the planner would choose; balancing the
-        # classes makes a planner that nearly always chooses an aspect look undecided (and the
-        # router then hands hybrid more turns, measured in BENCHMARKS.md).
-        model = LogisticRegression(C=1.0, max_iter=2000).fit(z, y)
+        negatives = len(y) - positives
+        regression = negatives >= MIN_PER_CLASS
+        if positives < MIN_PER_CLASS or not (regression or positives / len(y) >= ALWAYS_AT):
+            continue  # the rules keep deciding (recall first: nothing is dropped on this)
+        main, *resampled = (
+            _coefficients(z[rows], y[rows], regression)
+            for rows in [np.arange(len(decisions)), *draws]
+        )
         aspects[aspect] = AspectModel(
-            weights=model.coef_[0].tolist(),
-            bias=float(model.intercept_[0]),
+            weights=main.weights,
+            bias=main.bias,
             mean=mean.tolist(),
             scale=scale.tolist(),
             positives=positives,
-            negatives=len(y) - positives,
+            negatives=negatives,
+            resampled=resampled,
         )
     return Learned(
         features=names, aspects=aspects, examples=len(decisions), trained_at=datetime.now(UTC)
     )
+
+
+def _coefficients(z: np.ndarray, y: np.ndarray, regression: bool) -> Coefficients:
+    """A logistic regression on (z, y); the smoothed rate (no weights) when it is not to be a
+    regression or `y` has one class only (a resample can)."""
+    if not regression or y.all() or not y.any():
+        rate = (y.sum() + 1.0) / (len(y) + 2.0)
+        return Coefficients(weights=[0.0] * z.shape[1], bias=math.log(rate / (1.0 - rate)))
+    from sklearn.linear_model import LogisticRegression
+
+    # Unweighted: the router should predict what the planner would choose; balancing the
+    # classes makes a planner that nearly always chooses an aspect look undecided.
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(z, y)
+    return Coefficients(weights=model.coef_[0].tolist(), bias=float(model.intercept_[0]))
 
 
 def write_learned(learned: Learned, path: Path) -> None:
@@ -167,6 +237,7 @@ def summary(learned: Learned) -> dict[str, Any]:
         "examples": learned.examples,
         "learned": {
             a: {"chosen": m.positives, "not_chosen": m.negatives}
+            | ({} if m.negatives >= MIN_PER_CLASS else {"always": True})
             for a, m in learned.aspects.items()
         },
         "not_learned": [a for a in LEARNABLE if a not in learned.aspects],

@@ -105,10 +105,22 @@ class Route(BaseModel):
         "is trained on.",
     )
 
+    learned_confidence: dict[str, float] = Field(
+        default_factory=dict,
+        description="Aspects scored by the learned router: how settled their decision is (the "
+        "share of its resampled fits that agree, 0 at half, 1 at all); in `confidence` it "
+        "stands for the distance from 0.5.",
+    )
+
     @property
     def confidence(self) -> float:
-        """How clear the least clear aspect is: 0 at a score of 0.5, 1 at 0 or 1."""
-        return min(abs(score - CHOSEN_AT) * 2 for score in self.scores.values())
+        """How clear the least clear aspect is: 0 at a score of 0.5, 1 at 0 or 1; a learned
+        aspect is as clear as its decision is settled (its score is what the LLM planner would
+        choose, and a planner that chooses at random near this turn leaves it near 0.5)."""
+        return min(
+            self.learned_confidence.get(aspect, abs(score - CHOSEN_AT) * 2)
+            for aspect, score in self.scores.items()
+        )
 
 
 class LoadTimes(BaseModel):
@@ -343,12 +355,17 @@ class Router:
             "choice": float(asks_for_choice(query) is not None),
             **signals,
         }
+        learned_confidence: dict[str, float] = {}
         if self.learned is not None:
             for aspect in LEARNABLE:
-                learned = self.learned.score(aspect, features)
-                if learned is not None:
-                    scores[aspect] = learned
-                    reasons[aspect] += f"; learned from the LLM planner: {learned:.2f}"
+                scored = self.learned.score_and_stability(aspect, features)
+                if scored is None:
+                    continue
+                scores[aspect], settled = scored
+                reasons[aspect] += f"; learned from the LLM planner: {scores[aspect]:.2f}"
+                if settled is not None:
+                    learned_confidence[aspect] = round(settled, 3)
+                    reasons[aspect] += f" (settled {settled:.2f})"
         scored = {c.aspect: c.router for c in critics if c.router is not None}
         own = self._critic_scores(scored, query, messages, draft)
         for name, (score, reason) in own.items():
@@ -381,6 +398,7 @@ class Router:
             reasons={a: reasons[a] for a in scores},
             domain_scores=domain_scores,
             features={name: round(float(value), 4) for name, value in features.items()},
+            learned_confidence=learned_confidence,
         )
 
     def _critic_scores(
@@ -524,9 +542,7 @@ class Router:
         # the request (as a task, often): the cue does not depend on the examples.
         choice = asks_for_choice(query)
         bears = CHOICE_EVIDENCE * ramp(similarity, *CHOICE_BEARS_ON) if choice else 0.0
-        score = noisy_or(need, 0.8 * ramp(similarity, 0.2, 0.5), bears) * (
-            1.0 - intent["chitchat"]
-        )
+        score = noisy_or(need, 0.8 * ramp(similarity, 0.2, 0.5), bears) * (1.0 - intent["chitchat"])
         closest = max(
             known, key=lambda f: float(vectors[query] @ vectors[f]) if f in vectors else 0
         )
