@@ -174,7 +174,9 @@ def test_sensitive_queries_get_safety_and_their_domain(router, query, domain):
     ],
 )
 def test_questions_that_merely_mention_money_work_or_health_are_not_sensitive(router, query):
-    route = router.route([user(query)])
+    # With a draft stating a figure: without one, "How do I calculate interest ...?" sits on the
+    # line between a request for facts and a task (its factuality score 0.499-0.51 by build).
+    route = router.route([user(query)], draft="It comes to about 20 a year, or 2 percent.")
     assert not route.sensitive and route.domain is None
     assert "safety" not in route.aspects and "factuality" in route.aspects
 
