@@ -205,14 +205,16 @@ def build_graph(
         raise ValueError(f"critics: unknown aspect(s) {unknown}; available: {sorted(lineup)}")
     models = Models(model)
 
-    def after_draft(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+    # The routing functions are `async def` though they never wait: LangGraph sends a
+    # synchronous one to a worker thread on every call, which costs more than it does.
+    async def after_draft(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
         if state.get("tool_calls"):  # a tool call goes back untouched: no critic, no edit
             return "finalize"
         return {"none": "finalize", "self_refine": "self_refine"}.get(
             settings(runtime, config).strategy, "plan"
         )
 
-    def after_plan(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
+    async def after_plan(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
         cfg = settings(runtime, config)
         if cfg.strategy == "sequential":
             return "sequential"
@@ -221,7 +223,7 @@ def build_graph(
             return "finalize"
         return [Send(a, critic_task(state, state["reply"], 1, cfg)) for a in aspects]
 
-    def after_merge(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
+    async def after_merge(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
         cfg = settings(runtime, config)
         if state.get("ask"):
             return "ask_user"
@@ -229,20 +231,20 @@ def build_graph(
         left = time_left(state, cfg, leave=MERGE_SHARE)
         out_of_time = left is not None and left <= 0
         if not state["pending"] or state["round"] >= cfg.max_rounds or out_of_time:
-            return after_rewrite(state, runtime)
+            return await after_rewrite(state, runtime)
         return "next_round"
 
-    def after_rewrite(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+    async def after_rewrite(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
         return "gate" if needs_gate(state, settings(runtime, config)) else "finalize"
 
-    def after_sequential(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+    async def after_sequential(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
         """The safety agent's question goes to the user, as in `parallel`."""
-        return "ask_user" if state.get("ask") else after_rewrite(state, runtime)
+        return "ask_user" if state.get("ask") else await after_rewrite(state, runtime)
 
     async def next_round(state: TurnState) -> dict[str, Any]:
         return {"round": state["round"] + 1}
 
-    def recheck(state: TurnState, runtime: Runtime[RefinerConfig]) -> list[Send]:
+    async def recheck(state: TurnState, runtime: Runtime[RefinerConfig]) -> list[Send]:
         """Further rounds re-check only the aspects that asked for changes."""
         cfg = settings(runtime, config)
         return [
