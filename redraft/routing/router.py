@@ -358,10 +358,10 @@ class Router:
         learned_confidence: dict[str, float] = {}
         if self.learned is not None:
             for aspect in LEARNABLE:
-                scored = self.learned.score_and_stability(aspect, features)
-                if scored is None:
+                learned = self.learned.score_and_stability(aspect, features)
+                if learned is None:
                     continue
-                scores[aspect], settled = scored
+                scores[aspect], settled = learned
                 reasons[aspect] += f"; learned from the LLM planner: {scores[aspect]:.2f}"
                 if settled is not None:
                     learned_confidence[aspect] = round(settled, 3)
