@@ -211,10 +211,12 @@ def merge_history(stored: list[dict[str, str]], incoming: list[dict[str, str]]) 
     return stored + incoming
 
 
-def make_load_context(config: RefinerConfig) -> Node:
+def make_load_context(config: RefinerConfig, retrievers: Sequence[BaseRetriever]) -> Node:
     async def load_context(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
         """The turn's starting state; the persona is the request's inline facts plus the stored
-        profile, facts and edit preferences relevant to this query (when a store is given)."""
+        profile, facts and edit preferences relevant to this query (when a store is given); then
+        the turn's evidence (`retrieve`). One step, not two: a graph step has a cost of its own,
+        and nothing else could run between them."""
         started = time.time()  # the turn's deadline counts from here
         request = RefineRequest.model_validate(state["request"])
         incoming = [m.wire() for m in request.messages]
@@ -240,14 +242,22 @@ def make_load_context(config: RefinerConfig) -> Node:
         fresh["started"] = started
         # What the user's profile says wins over what this thread learned before.
         fresh["attributes"] = {**fresh["attributes"], **attributes}
-        return fresh
+        retrieving = time.perf_counter()
+        evidence = await retrieve(fresh, cfg, retrievers)
+        fresh["timings"] = {"reset": True, "retrieve": (time.perf_counter() - retrieving) * 1000}
+        fresh["degraded"] = {"reset": [*fresh["degraded"]["reset"], *evidence.pop("degraded")]}
+        return {**fresh, **evidence}
 
     return load_context
 
 
+def keeps_memory(store: BaseStore | None, cfg: RefinerConfig, user_id: str) -> bool:
+    return store is not None and cfg.memory and remembers(user_id)
+
+
 def persona_store(store: BaseStore | None, cfg: RefinerConfig, user_id: str) -> PersonaStore | None:
     """The run's persona store, when it keeps memory for this user."""
-    if store is None or not cfg.memory or not remembers(user_id):
+    if store is None or not keeps_memory(store, cfg, user_id):
         return None
     return PersonaStore(store, embeddings_for(store, cfg))
 
@@ -385,7 +395,7 @@ def _fresh_turn(
         "draft": request.draft_text or "",
         "drafted": request.draft is None,
         "tool_calls": _handed_in_tool_calls(request),
-        "reply": "",
+        "reply": request.draft_text or "",  # a handed-in draft may skip the draft step
         "streamed": False,
         "ask": None,
         "blocked": False,
@@ -429,32 +439,43 @@ def own_passages(state: TurnState) -> list[str]:
     return knowledge[: len(knowledge) - len(tool_results(state["history"]))]
 
 
-def make_retrieve(config: RefinerConfig, retrievers: Sequence[BaseRetriever]) -> Node:
-    async def retrieve(state: TurnState, runtime: Runtime[RefinerConfig]) -> dict[str, Any]:
-        """Evidence before the draft, so the draft, the critics and the editor share it: the
-        request's passages, then the knowledge base's and the retrievers' for the query."""
-        cfg = settings(runtime, config)
-        query = last_user_message(state["history"])
-        try:
-            passages, failures = await by_deadline(
-                turn_evidence(cfg, retrievers, query=query, knowledge=state["knowledge"]),
-                state,
-                cfg,
-            )
-        except DeadlineExceeded as exc:
-            passages, failures = request_passages(state["knowledge"]), [str(exc)]
-        # This turn's tool results are evidence too, cited with the tool's name as source.
-        passages += [
-            Passage(id=f"p{len(passages) + i}", text=text, source=name)
-            for i, (name, text) in enumerate(tool_results(state["history"]), 1)
-        ]
-        return {
-            "knowledge": [p.text for p in passages],
-            "evidence": [p.model_dump() for p in passages],
-            "degraded": [degraded("retrieve", failure) for failure in failures],
-        }
+async def retrieve(
+    state: dict[str, Any], cfg: RefinerConfig, retrievers: Sequence[BaseRetriever]
+) -> dict[str, Any]:
+    """Evidence before the draft, so the draft, the critics and the editor share it: the
+    request's passages, then the knowledge base's and the retrievers' for the query."""
+    query = last_user_message(state["history"])
+    try:
+        passages, failures = await by_deadline(
+            turn_evidence(cfg, retrievers, query=query, knowledge=state["knowledge"]),
+            state,
+            cfg,
+        )
+    except DeadlineExceeded as exc:
+        passages, failures = request_passages(state["knowledge"]), [str(exc)]
+    # This turn's tool results are evidence too, cited with the tool's name as source.
+    passages += [
+        Passage(id=f"p{len(passages) + i}", text=text, source=name)
+        for i, (name, text) in enumerate(tool_results(state["history"]), 1)
+    ]
+    return {
+        "knowledge": [p.text for p in passages],
+        "evidence": [p.model_dump() for p in passages],
+        "degraded": [degraded("retrieve", failure) for failure in failures],
+    }
 
-    return retrieve
+
+def answers_to_read(
+    state: TurnState, store: BaseStore | None, cfg: RefinerConfig, config: RunnableConfig
+) -> bool:
+    """Whether the draft step may find answers to the safety agent's earlier questions in the
+    conversation (`conversation_answers`): outside a thread, for a user with memory, once the
+    assistant has spoken."""
+    return (
+        not threaded(config)
+        and keeps_memory(store, cfg, state["user_id"])
+        and any(m["role"] == "assistant" for m in state["history"])
+    )
 
 
 def make_draft(models: Models, base: RefinerConfig) -> Node:
@@ -463,8 +484,9 @@ def make_draft(models: Models, base: RefinerConfig) -> Node:
     ) -> dict[str, Any]:
         cfg = settings(runtime, base)
         learned: dict[str, Any] = {}
-        if not threaded(config):  # a thread's answers were read on resume, in `ask_user`
-            # Here rather than in load_context, which has no model to read an answer with.
+        if answers_to_read(state, runtime.store, cfg, config):
+            # Here rather than in load_context, which has no model to read an answer with (in a
+            # thread, the answers were read on resume, in `ask_user`).
             learned = await conversation_answers(state, runtime.store, models, cfg)
         if not state.get("drafted"):
             return {**learned, "reply": state["draft"]}

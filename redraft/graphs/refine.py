@@ -12,6 +12,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -27,6 +28,7 @@ from redraft.graphs.deadline import MERGE_SHARE, time_left
 from redraft.graphs.gate import make_gate, needs_gate
 from redraft.graphs.nodes import (
     Node,
+    answers_to_read,
     check,
     critic_task,
     degraded,
@@ -34,7 +36,6 @@ from redraft.graphs.nodes import (
     make_draft,
     make_load_context,
     make_plan,
-    make_retrieve,
     rewrite,
     settings,
     timed,
@@ -207,6 +208,17 @@ def build_graph(
 
     # The routing functions are `async def` though they never wait: LangGraph sends a
     # synchronous one to a worker thread on every call, which costs more than it does.
+    built_with = config  # `config` below is the run's (LangGraph passes it by that name)
+
+    async def after_context(
+        state: TurnState, runtime: Runtime[RefinerConfig], config: RunnableConfig
+    ) -> str:
+        """A handed-in draft skips the draft step when it has no answers to read either."""
+        cfg = settings(runtime, built_with)
+        if state["drafted"] or answers_to_read(state, runtime.store, cfg, config):
+            return "draft"
+        return await after_draft(state, runtime)
+
     async def after_draft(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
         if state.get("tool_calls"):  # a tool call goes back untouched: no critic, no edit
             return "finalize"
@@ -253,8 +265,7 @@ def build_graph(
         ]
 
     builder = StateGraph(TurnState, context_schema=context_schema)
-    builder.add_node("load_context", timed("load_context", make_load_context(config)))
-    builder.add_node("retrieve", timed("retrieve", make_retrieve(config, retrievers)))
+    builder.add_node("load_context", timed("load_context", make_load_context(config, retrievers)))
     builder.add_node("draft", timed("draft", make_draft(models, config)))
     builder.add_node("plan", timed("plan", make_plan(models, config, lineup)))
     for aspect, critic in lineup.items():
@@ -270,8 +281,9 @@ def build_graph(
     builder.add_node("finalize", finalize)
 
     builder.add_edge(START, "load_context")
-    builder.add_edge("load_context", "retrieve")
-    builder.add_edge("retrieve", "draft")
+    builder.add_conditional_edges(
+        "load_context", after_context, ["draft", "plan", "self_refine", "finalize"]
+    )
     builder.add_conditional_edges("draft", after_draft, ["plan", "self_refine", "finalize"])
     builder.add_conditional_edges("plan", after_plan, [*lineup, "sequential", "finalize"])
     for aspect in lineup:
