@@ -8,9 +8,7 @@
 five-call turn of `benchmarks/lean_peer.py` with the query embedded before each turn (so the
 safety critic's embedding does not add its noise), CPU of the process per turn, p50 each way.
 Levers: `tracker-in-place` (the usage tracker taking only chat-model events, in place, against
-LangChain's default handling: a task per event, chain events included); `graph-functions-inline`
-(LangGraph running the graph's synchronous functions, such as routing functions, on the event
-loop instead of sending each to a thread, as it does for `async def` ones).
+LangChain's default handling: a task per event, chain events included).
 
 The turn of `perf_overhead` (parallel strategy, LLM planner, three critics that revise, the
 editor: six calls) against a FakeProvider in its own process that answers at once. It prints the
@@ -80,40 +78,24 @@ TRACKER_FLAGS = (
 
 
 class Lever:
-    """Turns one lever off and on again (on is redraft as shipped, or the change proposed)."""
+    """Turns one lever off and on again (on is redraft as shipped)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._kept = {flag: UsageTracker.__dict__[flag] for flag in TRACKER_FLAGS}
-        self._inline = False
-        if name == "graph-functions-inline":
-            import langgraph._internal._runnable as runnable
-
-            sent = runnable.run_in_executor
-
-            async def maybe_inline(config: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
-                if self._inline:
-                    return func(*args, **kwargs)
-                return await sent(config, func, *args, **kwargs)
-
-            # Bound when a graph is compiled: set before the refiner builds its graph.
-            runnable.run_in_executor = maybe_inline
 
     def set(self, on: bool) -> None:
-        if self.name == "tracker-in-place":
-            for flag, value in self._kept.items():
-                if on:
-                    setattr(UsageTracker, flag, value)
-                else:
-                    delattr(UsageTracker, flag)
-        else:
-            self._inline = on
+        for flag, value in self._kept.items():
+            if on:
+                setattr(UsageTracker, flag, value)
+            else:
+                delattr(UsageTracker, flag)
 
     def restore(self) -> None:
-        self.set(True if self.name == "tracker-in-place" else False)
+        self.set(True)
 
 
-LEVERS = ("tracker-in-place", "graph-functions-inline")
+LEVERS = ("tracker-in-place",)
 
 
 async def ab(name: str, turns: int) -> dict[str, Any]:
