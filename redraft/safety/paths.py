@@ -13,7 +13,6 @@ On PENGUIN's paths the two suggest the right first attribute equally often (BENC
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections import Counter
@@ -63,39 +62,47 @@ GRAMS = (3, 4, 5)
 def grams(text: str) -> Counter[str]:
     """The character n-grams of each word (as split by white space), padded with spaces: words
     that share a stem ("divorce", "divorced") share most of theirs."""
-    found: Counter[str] = Counter()
-    for word in _WORD.findall(text.lower()):
-        padded = f" {word} "
-        for n in GRAMS:
-            found.update(padded[i : i + n] for i in range(len(padded) - n + 1))
-    return found
+    padded = [f" {word} " for word in _WORD.findall(text.lower())]
+    return Counter(
+        word[i : i + n] for word in padded for n in GRAMS for i in range(len(word) - n + 1)
+    )
 
 
 class WordIndex:
     """TF-IDF over character n-grams (sublinear counts, smoothed idf, unit length), cosine
-    similarity: a lookup costs tens of microseconds and needs no model."""
+    similarity: a lookup costs about a tenth of a millisecond and needs no model."""
 
     def __init__(self, texts: Sequence[str]) -> None:
         counts = [grams(text) for text in texts]
         frequency = Counter(gram for count in counts for gram in count)
         self.size = len(texts)
-        self.idf = {g: math.log((1 + self.size) / (1 + df)) + 1 for g, df in frequency.items()}
-        self.postings: dict[str, list[tuple[int, float]]] = {}
-        for doc, count in enumerate(counts):
-            for gram, weight in self._weights(count).items():
-                self.postings.setdefault(gram, []).append((doc, weight))
+        self.column = {gram: i for i, gram in enumerate(frequency)}
+        self.idf = np.log((1 + self.size) / (1 + np.fromiter(frequency.values(), float))) + 1
+        # The texts' weights as (text, column, weight) triples: a sparse matrix in numpy.
+        rows, columns, weights = [], [], []
+        for row, count in enumerate(counts):
+            found, weight = self._weights(count)
+            rows += [row] * len(found)
+            columns += found
+            weights.append(weight)
+        self.rows, self.columns = np.array(rows, dtype=int), np.array(columns, dtype=int)
+        self.weights = np.concatenate(weights) if weights else np.zeros(0)
 
-    def _weights(self, count: Counter[str]) -> dict[str, float]:
-        raw = {g: (1 + math.log(n)) * self.idf[g] for g, n in count.items() if g in self.idf}
-        norm = math.sqrt(sum(w * w for w in raw.values())) or 1.0
-        return {g: w / norm for g, w in raw.items()}
+    def _weights(self, count: Counter[str]) -> tuple[list[int], np.ndarray]:
+        known = [(self.column[g], n) for g, n in count.items() if g in self.column]
+        columns = [column for column, _ in known]
+        weights = (1 + np.log([n for _, n in known])) * self.idf[columns]
+        norm = np.linalg.norm(weights)
+        return columns, weights / norm if norm else weights
 
     def scores(self, text: str) -> np.ndarray:
-        scores = np.zeros(self.size)
-        for gram, weight in self._weights(grams(text)).items():
-            for doc, doc_weight in self.postings[gram]:
-                scores[doc] += weight * doc_weight
-        return scores
+        """The cosine similarity of `text` to each indexed text."""
+        columns, weights = self._weights(grams(text))
+        query = np.zeros(len(self.column))
+        query[columns] = weights
+        return np.bincount(
+            self.rows, weights=self.weights * query[self.columns], minlength=self.size
+        )
 
 
 @dataclass
