@@ -15,8 +15,7 @@ own process that answers at once:
 - bare SDK: the same five calls and parses with no graph (four gathered, then one).
 
 CPU per turn: of this process (every thread; the provider runs elsewhere) and of the event
-loop's thread alone (redraft's other thread work is the safety critic's query embedding, which
-the peer does not do); turns interleaved, medians; ratios compare medians of one run (the
+loop's thread alone; turns interleaved, medians; ratios compare medians of one run (the
 machine is shared). Then one call at a time, by part: the SDK's request, the parse, redraft's
 whole call on its direct path and on LangChain's. Last, a pyinstrument profile of redraft's turn
 (the event loop's thread).
@@ -148,11 +147,11 @@ async def bare_turn(client: Any, query: str) -> str:
 # ── measuring ───────────────────────────────────────────────────────────────────────────────
 
 WAYS = ("redraft", "redraft_query_embedded", "redraft_langchain", "lean_peer", "bare_sdk")
-"""`redraft`: the whole turn. `redraft_query_embedded`: the same turn with the query's
-embedding made before it (as the router makes it in its default mode), so that the safety
-critic's path library finds it and the turn's CPU is what the peer's is: orchestration and
-calls. `redraft_langchain`: that turn on LangChain's provider path (the model given to
-`Refiner` as a user's own chat model is; the path every model took before the direct one)."""
+"""`redraft`: the whole turn (nothing embedded the query: the safety critic's path library
+looks it up by words). `redraft_query_embedded`: the same turn with the query's embedding made
+before it (as persona memory makes it), so that the path library looks it up by meaning.
+`redraft_langchain`: that turn on LangChain's provider path (the model given to `Refiner` as a
+user's own chat model is; the path every model took before the direct one)."""
 REDRAFTS = WAYS[:3]
 PEERS = WAYS[3:]
 
@@ -307,7 +306,7 @@ async def call_parts(client: Any, config: Any, *, calls: int) -> dict[str, dict[
 
 async def query_embedding_ms(config: Any, times: int) -> float | None:
     """CPU of embedding one query with the configured embeddings: what the safety critic's path
-    library does each turn before its call (None without the local model)."""
+    library did each turn before it looked up by words (None without the local model)."""
 
     if config.embeddings == "local" and not local_model_installed():
         return None
