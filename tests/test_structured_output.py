@@ -209,6 +209,25 @@ async def test_a_serial_endpoint_gets_one_call_at_a_time_and_timeouts_count_from
     assert took >= 3 * 1.0
 
 
+@pytest.mark.parametrize(("owned_by", "cap"), [("me", 1024), ("redraft", None)])
+async def test_output_is_capped_on_a_one_at_a_time_server_only(
+    provider, http_config, provider_path, owned_by, cap
+):
+    """llama-cpp-python's server writes until its window is full when no limit is sent; a small
+    model that loops then holds every queued call for minutes. Capped at the room the prompt
+    budget leaves (a quarter of 4096); other endpoints get no limit they did not ask for. A
+    user's own chat model (LangChain's path) keeps the limit it was built with."""
+    cap = cap if provider_path == "direct" else None
+    provider.owned_by = owned_by
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script("editor", {"changes": [], "reply": "It was finished in 1889."})
+    async with Refiner(http_config(critics=["factuality"], context_tokens=4096)) as refiner:
+        result = await refiner.arefine(request(draft="It was finished in 1925."))
+    assert result.degraded is None
+    assert {c.body.get("max_tokens") for c in provider.calls} == {cap}
+
+
 async def test_a_retried_call_is_counted_and_a_hung_one_names_the_endpoint(provider, http_config):
     provider.script("planner", plan("factuality", "coherence"))
     provider.script("factuality", Fail(503, "busy"), PASS)

@@ -371,7 +371,15 @@ async def _structured_tries(
     for _ in range(attempts):
         try:
             if target is not None:
-                call = partial(direct.call, target, messages, agent=agent, mode=mode, schema=schema)
+                call = partial(
+                    direct.call,
+                    target,
+                    messages,
+                    agent=agent,
+                    mode=mode,
+                    schema=schema,
+                    max_tokens=endpoint.output_cap(policy),
+                )
                 reply = await send(model, call, agent=agent, retry=retry)
                 raw = reply.raw
             else:
@@ -474,7 +482,14 @@ async def stream_structured(
                 grown(_partial_field(text, field))
 
             reply = await direct.call(
-                target, messages, config, agent=agent, mode=mode, schema=schema, on_text=on_text
+                target,
+                messages,
+                config,
+                agent=agent,
+                mode=mode,
+                schema=schema,
+                on_text=on_text,
+                max_tokens=endpoint.output_cap(policy),
             )
             end.raw = reply.raw
 
@@ -547,8 +562,11 @@ async def call_message(
     messages = fit(prompt, endpoint.prompt_budget(policy), agent=agent)
     target = direct.target_of(model) if runnable is None or runnable is model else None
     if target is not None:
+        cap = endpoint.output_cap(policy)
         reply = await send(
-            model, lambda config: direct.call(target, messages, config, agent=agent), agent=agent
+            model,
+            lambda config: direct.call(target, messages, config, agent=agent, max_tokens=cap),
+            agent=agent,
         )
         return reply.message(target.model)
     chat = runnable or model

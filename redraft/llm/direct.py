@@ -144,9 +144,11 @@ def request_body(
     mode: str | None = None,
     schema: type[BaseModel] | None = None,
     stream: bool = False,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """The chat-completions body for `messages`, asking for `schema` in the structured-output
-    `mode` (json_schema, function_calling or json_mode; None: plain text)."""
+    `mode` (json_schema, function_calling or json_mode; None: plain text), and at most
+    `max_tokens` of output when given."""
     body: dict[str, Any] = {
         "model": target.model,
         "stream": stream,
@@ -165,6 +167,8 @@ def request_body(
         body["stream_options"] = {"include_usage": True}
     if target.temperature is not None:
         body["temperature"] = target.temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     return body
 
 
@@ -340,6 +344,7 @@ async def call(
     mode: str | None = None,
     schema: type[BaseModel] | None = None,
     on_text: Callable[[str], None] | None = None,
+    max_tokens: int | None = None,
 ) -> Reply:
     """One try of a call: sent, counted in the turn's usage, and reported to whoever observes
     LangChain runs. `config` is `agent_config`'s (run name, tags, metadata of the try);
@@ -352,7 +357,9 @@ async def call(
     run = await _observe(parent, config, messages, target) if _observed(parent) else None
     tokens = run is not None and any(isinstance(h, _StreamingCallbackHandler) for h in run.handlers)
     stream = on_text is not None or tokens
-    body = request_body(target, messages, mode=mode, schema=schema, stream=stream)
+    body = request_body(
+        target, messages, mode=mode, schema=schema, stream=stream, max_tokens=max_tokens
+    )
     try:
         if stream:
             reply = await _stream(target, body, _tap(on_text, run if tokens else None))

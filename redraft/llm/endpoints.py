@@ -97,6 +97,14 @@ class Endpoint:
         context = self.context_tokens(policy)
         return context - max(256, min(1024, context // 4))
 
+    def output_cap(self, policy: CallPolicy) -> int | None:
+        """Most tokens a reply may take, on a server that runs one request at a time: the room
+        the prompt budget leaves. A small model that loops otherwise writes until its window
+        is full (minutes on a CPU) while every other call waits. None: not capped."""
+        if not self.serial:
+            return None
+        return self.context_tokens(policy) - self.prompt_budget(policy)
+
     def slot(self, policy: CallPolicy) -> asyncio.Semaphore | None:
         """This event loop's semaphore bounding calls in flight, when they are bounded."""
         limit = policy.concurrency or (1 if self.serial else None)

@@ -174,6 +174,8 @@ class FakeProvider:
         seed: int = 0,
     ) -> None:
         self.models = list(models)
+        self.owned_by = "redraft"
+        """What `/v1/models` says owns each model ("me" is llama-cpp-python's server)."""
         self.latency_s = latency_s
         self.tokens_per_s = tokens_per_s
         self.error_rate = error_rate
@@ -319,7 +321,7 @@ class FakeProvider:
         @app.get("/v1/models")
         async def list_models() -> dict[str, Any]:
             data = [
-                {"id": model, "object": "model", "created": 0, "owned_by": "redraft"}
+                {"id": model, "object": "model", "created": 0, "owned_by": self.owned_by}
                 for model in self.models
             ]
             return {"object": "list", "data": data}
