@@ -369,9 +369,10 @@ def main() -> int:
         cases = cases[:20]
     turns = 10 if args.quick else 40
 
+    # (b) first: (a) embeds every query, and the turns' path lookups would find those vectors.
+    questions = {f"first_{n}": asyncio.run(questions_per_query(cases, n)) for n in POSITIONS}
     labelled = domain_queries(args.penguin, every=50 if args.quick else 10)
     first = asyncio.run(first_question(cases, labelled))
-    questions = {f"first_{n}": asyncio.run(questions_per_query(cases, n)) for n in POSITIONS}
     latency = asyncio.run(added_latency(cases, turns))
     command = "python -m benchmarks.safety" + (" --quick" if args.quick else "")
     summary = {
