@@ -15,6 +15,7 @@ from redraft.config import RefinerConfig
 from redraft.routing import Router, get_router
 from redraft.routing.examples import ExamplesError, load_examples, packaged_examples
 from redraft.routing.router import ASPECTS, CHOSEN_AT
+from redraft.routing.signals import overlap
 from tests.conftest import assistant, user
 
 KNOWLEDGE = ["The Eiffel Tower was completed in 1889 and is 330 metres tall."]
@@ -289,15 +290,31 @@ def test_a_text_being_embedded_is_waited_for_not_embedded_twice():
     assert all(list(found["query"]) == [5.0, 1.0] for found in results) and len(results) == 3
 
 
+def labelled_messages(split: str) -> list[str]:
+    with open(f"benchmarks/data/routing_labelled_{split}.jsonl", encoding="utf-8") as cases:
+        return [m["content"] for line in cases for m in json.loads(line)["messages"]]
+
+
 def test_the_labelled_routing_set_is_not_in_the_training_examples():
     texts = {e.text.lower() for e in packaged_examples()}
-    found = []
-    for split in ("dev", "heldout", "heldout2"):
-        with open(f"benchmarks/data/routing_labelled_{split}.jsonl", encoding="utf-8") as cases:
-            for line in cases:
-                found += [m["content"] for m in json.loads(line)["messages"]]
+    found = [
+        m for split in ("dev", "heldout", "heldout2", "heldout3") for m in labelled_messages(split)
+    ]
     assert len(found) >= 500
     assert not [text for text in found if text.lower() in texts]
+
+
+def test_held_out_part_3_has_no_near_copy_of_a_training_example():
+    """Near copy: each text shares >= 60 % of its content words with the other (part 3 was
+    written after parts 1 and 2, whose short follow-ups predate this check)."""
+    examples = [e.text for e in packaged_examples()]
+    near = [
+        (text, example)
+        for text in labelled_messages("heldout3")
+        for example in examples
+        if min(overlap(text, example), overlap(example, text)) >= 0.6
+    ]
+    assert not near
 
 
 def test_the_router_encodes_with_an_int8_copy_close_to_full_precision(local_embeddings):
