@@ -323,8 +323,8 @@ async def _similar_paths(console: Console, config: RefinerConfig, query: str) ->
     examples = await library.nearest(query, EXAMPLES_K) if library else []
     if not examples:
         return Text(
-            "The local embedding model is not installed, so the safety critic sees the "
-            "per-domain paths instead of the nearest stored questions.",
+            "The path library holds no stored questions, so the safety critic asks without "
+            "examples of what mattered for similar ones.",
             style="dim",
         )
     table = Table(
