@@ -664,6 +664,7 @@ class CriticTask(TypedDict, total=False):
     knowledge: list[str]
     evidence: list[dict[str, Any]]
     # for the safety critic
+    request: str  # what the user asked for, not an answer to one of its questions
     attributes: dict[str, str]
     declined: list[str]
     questions_left: int

@@ -113,6 +113,21 @@ def last_user_message(history: Sequence[dict[str, str]]) -> str:
     return next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
 
 
+def user_request(history: Sequence[dict[str, Any]], questions: Iterable[str]) -> str:
+    """What the user asked for: the last user message that is not an answer to one of the
+    safety agent's `questions` (after "How old are you?" the request is still the question
+    before it, not "34"). The last user message when every one is an answer."""
+    asked = set(questions)
+    for i in range(len(history) - 1, -1, -1):
+        message = history[i]
+        if message["role"] != "user":
+            continue
+        before = history[i - 1] if i else None
+        if before is None or before["role"] != "assistant" or before["content"] not in asked:
+            return str(message["content"])
+    return last_user_message(history)
+
+
 def chat_turns(history: Sequence[dict[str, Any]]) -> list[BaseMessage]:
     """The user/assistant/tool turns as chat messages, for the responding agent: tool calls
     and results as the tool-calling protocol has them, so the model reads its tools' data."""

@@ -22,7 +22,7 @@ from redraft.agents import CriticSet
 from redraft.agents.critic import Critic, Rewrite, run_critic
 from redraft.agents.editor import merge_critiques
 from redraft.agents.planner import plan_critics
-from redraft.agents.prompting import last_user_message
+from redraft.agents.prompting import last_user_message, user_request
 from redraft.agents.responder import draft_turn
 from redraft.agents.steering import echoed_instruction
 from redraft.config import RefinerConfig, RunSettings
@@ -124,6 +124,7 @@ def critic_task(state: TurnState, reply: str, round_: int, cfg: RefinerConfig) -
         persona=state["persona"],
         knowledge=state["knowledge"],
         evidence=state.get("evidence") or [],
+        request=user_request(state["history"], (a["question"] for a in state.get("asked") or [])),
         attributes=state.get("attributes") or {},
         declined=state.get("declined") or [],
         questions_left=max(0, cfg.max_questions - (state.get("questions_asked") or 0)),

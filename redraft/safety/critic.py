@@ -153,7 +153,7 @@ def path_library(cfg: RefinerConfig) -> PathLibrary:
 async def prepare(task: CriticTask, cfg: RefinerConfig) -> CriticTask:
     """RAISE's online stage: the acquisition paths of the most similar stored queries (never a
     model call: see `PathLibrary`)."""
-    query = last_user_message(task["history"])
+    query = task.get("request") or last_user_message(task["history"])
     examples = await path_library(cfg).nearest(query, EXAMPLES_K)
     return {**task, "examples": examples}
 
