@@ -205,7 +205,9 @@ class RefinerConfig(BaseSettings):
         ge=0.0,
         le=1.0,
         description="planner=hybrid: the LLM planner decides when the router's confidence in any "
-        "aspect (distance of its score from 0.5, scaled to 0–1) is below this.",
+        "aspect is below this: for a rule-scored aspect, the distance of its score from 0.5 "
+        "(scaled to 0–1); for one learned from the LLM planner, how settled its decision is "
+        "across bootstrap refits (the share that agree: 0 at half, 1 at all).",
     )
     extra_examples: list[RoutingExample] = Field(
         default_factory=list,

@@ -10,6 +10,7 @@ from redraft.config import RefinerConfig
 from redraft.routing import Router, get_router
 from redraft.routing.signals import (
     crisis_cue,
+    declined_then,
     distress_cue,
     draft_against_history,
     own_situation,
@@ -202,3 +203,63 @@ def test_own_circumstances_are_told_not_asked():
     assert personal_stakes("Should we sell the flat?") == "Should we"
     assert personal_stakes("Which phone should I buy?") is None
     assert vulnerability(["Loved Never Let Me Go.", "Prefers short novels."]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "cue"),
+    [
+        ("I've felt lost since the move.", "felt lost"),
+        ("I lost my mother in May.", "lost my mother"),
+        ("We got lost twice on the drive.", None),
+        ("I lost the receipt for the kettle.", None),
+        ("I've been feeling low for weeks.", "feeling low"),
+        ("The low tyre pressure light is on.", None),
+        ("We're flat broke since the layoff.", "flat broke"),
+        ("The zip on my bag is broke.", None),
+        ("My back hurts when I sit.", "hurts"),
+        ("Does it hurt the battery to charge overnight?", None),
+        ("My dad died in March.", "died"),
+        ("My phone died halfway.", None),
+        ("Make me a cheat sheet for Git.", None),
+        ("He's been cheating on me.", "cheating"),
+        ("How do I fix a flat tyre?", None),
+        ("We keep fighting about money.", "fighting"),
+        ("Any good fighting games?", None),
+        ("I'm dying to see Rome.", None),
+        ("How do I kill time on a layover?", None),
+    ],
+)
+def test_words_with_an_everyday_sense_count_only_in_their_sense_of_distress(text, cue):
+    assert distress_cue(text) == cue
+
+
+def test_crisis_words_with_an_everyday_sense_are_not_a_crisis():
+    assert crisis_cue("It beats me why the bread won't rise.") is None
+    assert crisis_cue("How do I slice a mango with a knife?") is None
+    assert crisis_cue("Can I take all the leftovers home?") is None
+    assert crisis_cue("He beats me when he drinks.") == "beats me"
+    assert crisis_cue("I took all my sleeping pills.") == "took all my sleeping pills"
+    assert crisis_cue("I cut myself with a knife.") == "cut myself"
+
+
+def test_a_put_off_answer_is_told_from_what_follows():
+    assert (
+        declined_then("Not today. Can you give me a soup recipe?")
+        == "Can you give me a soup recipe?"
+    )
+    assert (
+        declined_then("No thank you. What time zone is Tokyo in?") == "What time zone is Tokyo in?"
+    )
+    assert declined_then("Maybe later.") is None  # nothing follows: it answers
+    assert declined_then("Not yet. Who do I call first?") is None  # an answer, not a put-off
+
+
+def test_putting_off_the_question_and_asking_something_else_does_not_continue_it(router):
+    earlier = [
+        user("My landlord is threatening to evict us."),
+        assistant("That's stressful. Shall we look at your rights as a tenant?"),
+    ]
+    new = router.route([*earlier, user("Perhaps another time. What time zone is Tokyo in?")])
+    assert not new.sensitive, new.reasons["safety"]
+    continued = router.route([*earlier, user("Maybe later. Can they do that with a baby due?")])
+    assert continued.sensitive, continued.reasons["safety"]

@@ -47,6 +47,7 @@ from redraft.routing.signals import (
     answers_question,
     asks_for_choice,
     crisis_cue,
+    declined_then,
     discloses_self,
     distress_cue,
     draft_against_history,
@@ -56,6 +57,7 @@ from redraft.routing.signals import (
     overlap,
     own_situation,
     personal_stakes,
+    refers_back,
     signs_off,
     switches_topic,
     vulnerability,
@@ -454,7 +456,8 @@ class Router:
     ) -> tuple[float, bool, Domain | None, dict[Domain, float], str]:
         intent = intents[query]
         vulnerable = vulnerability(persona)
-        p, why = own_sensitivity(query, intent["sensitive"], vulnerable)
+        # After "Maybe later." the rest is the request: the put-off is no circumstance of the user.
+        p, why = own_sensitivity(declined_then(query) or query, intent["sensitive"], vulnerable)
         if leans and not (crisis_cue(query) or distress_cue(query)):
             # "Where should I stay?" has no topic of its own: the turn it continues decides.
             p, why = 0.0, "a follow-up without words of distress"
@@ -567,8 +570,8 @@ class Router:
         vectors: dict[str, np.ndarray],
         signals: dict[str, float],
     ) -> tuple[float, str, bool]:
-        """Coherence, and whether the message leans on the dialogue (safety reads that too);
-        the dialogue signals go to `signals`."""
+        """Coherence, and whether the message leans on the dialogue's topic (safety reads that:
+        an earlier sensitive turn carries over); the dialogue signals go to `signals`."""
         signals["history"] = float(bool(replies))
         if not replies:
             return 0.0, "first turn: no earlier reply to stay consistent with", False
@@ -585,6 +588,12 @@ class Router:
         topic = max((float(vectors[query] @ vectors[t]) for t in earlier_users), default=0.0)
         shared, by_kind = draft_against_history(draft, history) if draft else ([], {})
         leans = bool(cue or answers or elliptical)
+        # "Maybe later. What's the weather in Crete?" answers the assistant's question by putting
+        # it off: the topic carries over only if what follows leans on the dialogue by itself.
+        rest = declined_then(query)
+        on_topic = (
+            leans if rest is None else bool(refers_back(rest) or is_elliptical(rest, history))
+        )
         signals.update(
             cue=float(bool(cue)),
             answers=float(answers),
@@ -628,7 +637,9 @@ class Router:
         parts.append(f"same topic {topic:.2f}, words of the last reply {taken_up:.2f}")
         if small_talk >= 0.5:
             parts.append("small talk")
-        return score, "; ".join(parts), leans
+        if rest is not None and not on_topic:
+            parts.append("puts off the assistant's question and asks something else")
+        return score, "; ".join(parts), on_topic
 
 
 _routers: dict[tuple[Any, ...], Router] = {}

@@ -51,36 +51,106 @@ _CRISIS = re.compile(
     r"\b(?:suicid\w*|kill(?:ing)? (?:myself|me)|end(?:ing)? (?:it all|my life|things)|"
     r"take my (?:own )?life|want(?:ed)? to die|wish I (?:was|were) dead|better off without me|"
     r"(?:no|not see the|don't see the|don't see any) (?:point|reason) (?:in|to|of) (?:living|live|"
-    r"going on)|not (?:to )?wake up|self[- ]harm\w*|(?:cut|cutting|hurt|hurting|harm|harming) "
-    r"myself|overdos\w*|(?:took|take|swallowed) (?:a whole|all (?:the|my)|the whole|a bottle)|"
+    r"going on)|not (?:to )?wake up(?! (?:the|my|your|our|a|an|at|early|groggy|tired|before|"
+    r"during))|self[- ]harm\w*|(?:cut|cutting|hurt|hurting|harm|harming) "
+    r"myself|overdos\w*|(?:took|take|taking|swallowed) (?:a whole|all (?:the|my)|the whole|"
+    r"a bottle "
+    r"of) (?:\w+ )?(?:pills|tablets|meds|medication|bottle|packet|box)|"
     r"(?:the|my) pills|goodbye (?:letters?|notes?)|disappear (?:for good|forever)|want to jump|"
-    r"jump (?:off|from)|(?:hits|beats|chokes|threatens|threatened) me|(?:kill|hurt) me if|"
-    r"with a (?:knife|gun)|touches me|raped?|sexual(?:ly)? (?:abused?|assault\w*)|"
+    r"jump (?:off|from)|(?:hits|(?<!it )beats|chokes|threatens|threatened) me|(?:kill|hurt) me if|"
+    r"with a (?:knife|gun)|(?<!it )(?<!this )(?<!that )touches me|raped?|sexual(?:ly)? (?:abused?|"
+    r"assault\w*)|"
     r"(?:haven't|have not|not) eaten in \w+ days|starving myself|abus(?:e|ed|ive))\b",
     re.IGNORECASE,
 )
+# "low", "flat", "empty", "down", "lost", "stuck" are a feeling only when someone feels or is so
+# ("I've felt lost since the move", "feeling low"), not "got lost", "low battery", "a new flat".
+_FEELING = (
+    r"(?:feel|feels|felt|feeling|I'm|I am|I've been|I have been|been) (?:so |very |really |"
+    r"pretty |a bit |kind of |completely |totally |utterly |quite )?"
+    r"(?:low|flat|empty|down|lost|numb|hollow|stuck|blue)(?! (?:on|in (?:the|a)|battery|signal)\b)"
+)
+# Everyday senses of the words of distress, risk and crisis, blanked out before those are looked
+# for: a flat tyre, a dead battery, a laptop that crashed, "it beats me", a knife for an onion.
+_EVERYDAY = re.compile(
+    r"\b(?:(?:tyre|tire|water|air|oil|cabin|barometric|atmospheric) pressure|pressure (?:cookers?|"
+    r"washers?|gauges?|sensors?|canners?|points?)|"
+    r"(?:phone|laptop|battery|batteries|engine|computer|pc|tv|console|router|wi-?fi|"
+    r"internet|server|app|website|plant|basil|torch|remote|it|screen) (?:\w+ ){0,2}?(?:died|dies|"
+    r"dying|is dead|was dead|went dead|crash(?:ed|es|ing)?|shut(?:s|ting)? down|failed|fails|"
+    r"keeps failing|froze|freezes)|"
+    r"dead (?:batter(?:y|ies)|ends?|easy|simple|heat|ringer|zones?|pixels?|links?|centre|center)|"
+    r"death valley|sudden death|death metal|day of the dead|walking dead|"
+    r"cheat (?:sheets?|codes?|days?|meals?|mode)|stress[- ](?:free|test\w*|balls?)|"
+    r"(?:stressed|unstressed) syllables?|binge[- ]?watch\w*|"
+    r"drinking (?:water|enough|more water|coffee|tea|milk|fountains?|glass(?:es)?)|"
+    r"(?:build|test|tests|upload|download|install(?:ation)?|update|login|connection|pipeline|"
+    r"request|command|compilation|deploy(?:ment)?|push|sync|backup) (?:\w+ )?(?:failed|fails|"
+    r"failing)|"
+    r"(?:pull|merge) requests? (?:was |got |were )?rejected|kernel panic|panic buttons?|"
+    r"motivation(?:al)? (?:letters?|statements?|speech|quotes?)|(?:terrible|awful) (?:weather|"
+    r"traffic|service|food|wi-?fi|signal|reception|film|movie|book|handwriting|at)|"
+    r"(?:a|such a|real|bit of a) pain (?:to|in the)|toxic (?:to|for) (?:cats?|dogs?|pets?|birds?|"
+    r"horses?|rabbits?)|(?:stole|steal|steals) the show|overdue (?:library )?books?|"
+    r"(?:got|get|getting|gets) lost|lost (?:the|a|an|my|our|his|her|their) (?:\w+ )?(?:receipt|"
+    r"keys?|"
+    r"wallet|luggage|bag|umbrella|match|game|final|race|bet|signal|connection|password|files?|"
+    r"remote|ticket|track|charger)|"
+    r"(?:cut|cutting|slice|slicing|chop|chopping|peel|peeling|open|opening|carve|carving|dice|"
+    r"dicing|score|scoring|spread|spreading) (?:the|a|an|up|open|into|through|it|"
+    r"them)\b[^.?!]{0,40}?"
+    r"with a knife|default (?:settings?|values?|browser|apps?|font|options?|printer)|"
+    r"(?:leave (?:it|them)|travel(?:l?ing)?|eat(?:ing)?|dine|dining|hike|hiking) alone|"
+    r"(?:a|my|our|the|new|rented|shared) flat|flat (?:tyres?|tires?|whites?|rates?|fees?|packs?|"
+    r"screens?|shoes|bread|feet|surfaces?|roofs?))\b",
+    re.IGNORECASE,
+)
+
+
+def everyday(text: str) -> str:
+    """`text` with the everyday senses of the words of distress, risk and crisis blanked."""
+    return _EVERYDAY.sub(" ", text)
+
+
 # Distress or risk in the user's own situation: losses, illness, conflict, money trouble,
 # feelings. Without one, a study, work or travel question is not sensitive on its topic alone.
 _DISTRESS = re.compile(
     r"\b(?:anxi\w*|panic\w*|depress\w*|stress\w*|overwhelm\w*|burn(?:t|ed)? ?out|exhausted|"
-    r"lonely|loneliness|isolat\w*|alone|ashamed|shame|guilt\w*|scared|afraid|terrified|fear\w*|"
-    r"worr\w*|nervous|upset|hurt|heartbroken|grie\w*|mourn\w*|miserable|hopeless\w*|worthless|"
-    r"desperate|struggl\w*|cop(?:e|ing)|crying|cry|sad|sadness|low|flat|numb|empty|insecur\w*|"
+    r"lonely|loneliness|isolat(?:ed|ion)|alone|ashamed|shame|guilt\w*|scared|afraid|terrified|"
+    r"fear\w*|worr\w*|nervous|upset|hurt(?:s|ing)?(?! (?:the|an?|your|its|anything|anyone|"
+    r"to (?:ask|"
+    r"try|check|have|know|be|wait|look))\b)|heartbroken|grie\w*|mourn\w*|miserable|hopeless\w*|"
+    r"worthless|desperate|struggl\w*|cop(?:e|ing)|crying|cry|cried|cries|sad|sadness|numb|"
+    r"insecur\w*|"
+    # low, flat, empty, down, lost: a feeling only when someone feels or is so
+    rf"{_FEELING}|low (?:mood|self[- ]esteem|spirits|point)|"
     r"inadequa\w*|frustrat\w*|angry|anger|resent\w*|jealous\w*|humiliat\w*|embarrass\w*|"
-    r"bull(?:y|ied|ying)|harass\w*|discriminat\w*|toxic|manipulat\w*|controlling|cheat\w*|"
-    r"affair|divorc\w*|break ?up|broke up|separat\w*|leav(?:e|ing) (?:me|my (?:marriage|husband|"
-    r"wife|partner))|fight(?:ing)?|argu\w*|estranged|haven't spoken|ghost\w*|died|dead|death|"
-    r"passed away|los(?:t|ing|s) (?:my|our|the) (?:job|house|home|mother|father|mum|mom|dad|"
-    r"son|daughter|child|baby|wife|husband|partner|friend|brother|sister|savings)|lost|"
-    r"miscarriage|diagnos\w*|illness|disease|cancer|dementia|alzheimer\w*|stroke|chronic|"
-    r"pain|pains|disabled|disability|carer|caregiver|addict\w*|drinking|gambl\w*|binge\w*|"
+    r"bull(?:y|ied|ying)|harass\w*|discriminat\w*|toxic|manipulat(?:ive|ion|es|ed|ing me)|"
+    r"controlling(?! (?:the|an?|for|its|access|costs?|variables?)\b)|cheat(?:ed|ing|s|er|ers)?|"
+    r"affair|divorc\w*|breakups?|break(?:ing)? up with|(?:a|the|my|our|his|her|their|bad|recent) "
+    r"break ?up|broke up|separated|separation|separating|leav(?:e|ing) (?:me|my (?:marriage|"
+    r"husband|wife|partner))|fight(?:s|ing)?(?! (?:an?|the|off|for|against|back|fires?|games?|"
+    r"scenes?|club|night)\b)|argu(?:e|ed|es|ing)(?! that)|(?:an?|had an?|big|huge|constant|"
+    r"another) arguments?(?! (?:for|that|in|of|against)\b)|estranged|haven't spoken|"
+    r"ghost(?:ed|ing)|died|dead|death|passed away|los(?:t|ing|s) (?:my|our|the) (?:job|house|home|"
+    r"mother|father|mum|mom|dad|son|daughter|child|baby|wife|husband|partner|friend|brother|"
+    r"sister|savings)|lost (?:him|her|them|everything|hope|interest|custody|the baby|touch with|"
+    r"(?:my|our|a) (?:\w+ )?(?:pregnancy|loved one|grandmother|grandfather|grandma|grandpa|"
+    r"nan|aunt|uncle|cousin|pet|dog|cat|twin))|"
+    r"miscarriage|diagnos\w*|illness|disease|cancer|dementia|alzheimer\w*|"
+    r"(?<!brush )stroke(?! (?:of|the|a|order|count|width)\b)|chronic|pain(?! (?:au|aux|de|"
+    r"perdu)\b)|"
+    r"pains|disabled|disability|carer|caregiver|addict\w*|drinking|gambl\w*|binge(?:s|d|ing)?|"
     r"eating disorder|adhd|therap\w*|mental health|emotional\w*|well-?being|fired|laid off|"
     r"layoffs?|redundan\w*|unemploy\w*|sacked|passed over|demot\w*|expelled|failed|failing|"
-    r"rejected|rejection|debts?|owe|broke|bankrupt\w*|evict\w*|homeless\w*|repossess\w*|"
-    r"can't afford|cannot afford|afford|mortgage payments|savings run out|crisis|trauma\w*|"
-    r"pregnan\w*|abortion|setbacks?|pressure|motivation|give up|giving up|overwork\w*|"
-    r"difficult(?:y|ies)|hard time|tough time|strain|suffer\w*|failure|terrible|awful|"
-    r"feel(?:ing)? like a)\b",
+    r"rejected|rejection|debts?|owe|(?:I'm|I am|we're|we are|I was|we were|been|being|so|totally|"
+    r"completely|flat|stone|dead|go|going|gone|went) broke|bankrupt\w*|evict\w*|homeless\w*|"
+    r"repossess\w*|can't afford|cannot afford|afford|mortgage payments|savings run out|crisis|"
+    r"trauma\w*|pregnan\w*|abortion|setbacks?|pressure|motivation|give up|giving up|overwork\w*|"
+    r"difficult(?:y|ies)|hard time|tough time|(?:under|a lot of|the) strain|strain (?:on|of)|"
+    r"(?:muscle|back|eye|hamstring) strain|"
+    r"suffer\w*|failure|terrible|awful|feel(?:ing)? like a (?:failure|fraud|burden|loser|joke|"
+    r"mess|disappointment|outsider|bad|terrible|horrible))\b",
     re.IGNORECASE,
 )
 # Events and circumstances that put someone's health, money, home, legal standing, place in a
@@ -94,10 +164,12 @@ _RISK = re.compile(
     r"scandal|fraud\w*|scam\w*|ponzi|pyramid scheme|embezzl\w*|lawsuit|suing|sued|"
     r"accus\w*|under investigation|being investigated|reprimand\w*|formal warning|"
     r"went under|folded|clos(?:ed|ing) down|shut(?:ting)? down|bankrupt\w*|insolven\w*|"
-    r"behind on|arrears|overdue|default\w*|foreclos\w*|repossess\w*|collection agenc\w*|"
+    r"behind on|arrears|overdue|default(?:ed|ing)?(?! (?:settings?|values?|browser|apps?)\b)|"
+    r"foreclos\w*|repossess\w*|collection agenc\w*|"
     r"debt collectors?|bailiffs?|loan sharks?|unlicensed|payday loans?|margin call|wiped out|"
     r"crash(?:ed)?|losses|identity theft|stole\w*|medical bills|hospital bills?|"
-    r"worth less than|negative equity|made a pass|inappropriate|harm\w*|injur\w*|accident|"
+    r"worth less than|negative equity|made a pass|inappropriate|harm(?:s|ed|ful|ing)?|injur\w*|"
+    r"accident|"
     r"surgery|botched|gone wrong|sober\w*|relaps\w*|rehab|withdrawal symptoms|intrusive|"
     r"compulsi\w*|ocd|ptsd|flashbacks?|phobi\w*|insomnia|can't sleep|calorie\w*|purg\w*|"
     r"paralys\w*|amputat\w*|prosthe\w*|wheelchair|lost my (?:sight|hearing)|medication|meds|"
@@ -107,7 +179,8 @@ _RISK = re.compile(
     r"no confidence|rumou?rs?|backlash|pile-on|went viral|badmouth\w*|falling[- ]out|fell out|"
     r"plagiari\w*|misconduct|integrity hearing|probation|resits?|retak\w*|turned down|"
     r"dyslexi\w*|learning disabilit\w*|homesick\w*|forced (?:to|out)|deport\w*|asylum|refugee|"
-    r"undocumented|visa (?:refus\w*|cancel\w*|denied|expir\w*)|deploy\w*|(?:coming|come) out "
+    r"undocumented|visa (?:refus\w*|cancel\w*|denied|expir\w*)|(?:is|was|being|been|gets?|"
+    r"getting|got) deployed|(?:his|her|my|their|military|next) deployment|(?:coming|come) out "
     r"(?:to|as)|transitioning|gender transition|outsider|don't belong|drop(?:ping)? out)\b",
     re.IGNORECASE,
 )
@@ -151,13 +224,15 @@ def follow_up_cue(query: str) -> str | None:
 
 def crisis_cue(text: str) -> str | None:
     """Words that say a life or someone's safety may be at risk, if any."""
-    match = _CRISIS.search(text)
+    match = _CRISIS.search(everyday(text))
     return match.group(0) if match else None
 
 
 def distress_cue(text: str) -> str | None:
     """Words of distress or risk (a loss, an illness, a conflict, money trouble, a feeling), if
-    any: what separates a sensitive request from one that only shares its topic."""
+    any: what separates a sensitive request from one that only shares its topic. Words with
+    an everyday sense count only in their sense of distress ("I feel lost", not "we got lost")."""
+    text = everyday(text)
     match = _DISTRESS.search(text) or _RISK.search(text) or _CRISIS.search(text)
     return match.group(0) if match else None
 
@@ -193,7 +268,20 @@ _OWN_CLAUSE = re.compile(
     r"[^.?!]*?\b(?:I|I'm|I've|I'd|my|we|we're|we've|our)\b[^.?!]*",
     re.IGNORECASE,
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])\s+|,\s+(?=(?:what|how|why|which|where|can|could|should|is|are|do|does)\b)", re.I
+)
+# The user as the one something happens to ("I", "we", "me", "my manager", "my knee"), as
+# opposed to a thing of theirs ("My car battery died", "Our router keeps dropping").
+_SUBJECT = re.compile(r"\b(?:I|I'm|I've|I'd|we|we're|we've|me|us)\b", re.IGNORECASE)
+_THINGS = re.compile(
+    r"\b(?:my|our) (?:\w+ )?(?:car|bike|phone|laptop|computer|pc|tablet|router|wi-?fi|internet|"
+    r"printer|tv|battery|charger|luggage|suitcase|bag|keys|flight|train|order|parcel|package|"
+    r"delivery|bread|sourdough|cake|dough|recipe|plants?|garden|lawn|essay|code|script|app|"
+    r"website|spreadsheet|presentation|slides|camera|headphones|shower|boiler|heating|fridge|"
+    r"oven|dishwasher|washing machine|sink|jacket|shoes|zip)\b",
+    re.IGNORECASE,
+)
 
 
 def own_situation(text: str) -> str | None:
@@ -203,7 +291,8 @@ def own_situation(text: str) -> str | None:
     family or future carries personal stakes that a how-to question ("How do I calculate my
     GPA?") does not."""
     for sentence in _SENTENCE_END.split(text.strip()):
-        if _FIRST_PERSON.search(sentence) and not _ASKS.search(sentence):
+        about_a_thing = _THINGS.search(sentence) and not _SUBJECT.search(sentence)
+        if _FIRST_PERSON.search(sentence) and not _ASKS.search(sentence) and not about_a_thing:
             return sentence
         clause = _OWN_CLAUSE.search(sentence)
         if clause:
@@ -338,6 +427,43 @@ def is_elliptical(query: str, history: str) -> bool:
     own = content_words(query) - content_words(history)
     words = len(query.split())
     return (words <= 6 and len(own) <= 1) or (words <= 4 and len(own) <= 2)
+
+
+# Putting off or turning down what the assistant offered or asked ("Maybe later.", "Not now,
+# thanks.", "I'd rather not talk about it.", "Another time."), not an answer to it ("Not yet.").
+_DECLINE = re.compile(
+    r"^\W*(?:(?:ok(?:ay)?|well|hmm|honestly|actually|thanks|thank you)[,.!]?\s+)?(?:maybe |"
+    r"perhaps )?"
+    r"(?:later|not (?:now|right now|today|tonight|at the moment|yet,? thanks)|another time|"
+    r"some ?other (?:time|day)|(?:a|some) ?other time|no,? thanks?(?: you)?|not for now|"
+    r"I'?d (?:rather|prefer) not|(?:I )?don'?t (?:want|feel like|really want) to (?:talk|get into|"
+    r"go into|discuss)|let'?s (?:not|leave (?:it|that)|skip (?:it|that))|(?:I'll|I will|I can) "
+    r"(?:deal with|think about|look at|get to|come back to|sort) (?:that|it|this)|"
+    r"I'?m (?:good|fine|ok(?:ay)?),? (?:for now|thanks|thank you))\b[^.?!]*[.!,;:]+\s*",
+    re.IGNORECASE,
+)
+
+
+_WEAK_CUES = frozenset({"it", "its", "this", "that", "the way", "the end", "the best time"})
+
+
+def refers_back(text: str) -> str | None:
+    """A follow-up cue of `text` that points outside it ("her collar", "you said", "then"), if
+    any; "it", "this" and "that" often point inside the sentence ("without it falling apart")."""
+    for match in _FOLLOW_UP.finditer(text):
+        if match.group(0).lower() not in _WEAK_CUES:
+            return match.group(0)
+    return None
+
+
+def declined_then(query: str) -> str | None:
+    """What follows when the message first puts off or turns down the assistant's offer or
+    question ("Maybe later. What's the weather like in Crete?" gives the question): it answers
+    that question without continuing its topic. None when it does not decline, or says nothing
+    more."""
+    match = _DECLINE.match(query)
+    rest = query[match.end() :].strip() if match else ""
+    return rest or None
 
 
 def answers_question(query: str, reply: str) -> bool:
