@@ -334,6 +334,19 @@ async def test_a_sequential_rewrite_that_copies_its_prompt_goes_to_the_editor(
     assert len(provider.calls_for("editor")) == 1
 
 
+async def test_a_rewrite_wrapped_in_a_reply_block_is_unwrapped(provider, http_config):
+    """Qwen2.5-0.5B answered `<reply>…</reply>`, as its prompt showed the reply: the text is used."""
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    wrapped = "<reply>\nThe tower was finished in 1889.\n</reply>"
+    provider.script(
+        "editor", {"changes": [{"aspect": "factuality", "change": "year"}], "reply": wrapped}
+    )
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft="The tower was finished in 1925."))
+    assert result.reply == "The tower was finished in 1889." and result.degraded is None
+
+
 async def test_markup_the_reply_had_itself_is_not_a_leak(provider, http_config):
     draft = "Wrap the answer in <reply> tags; the tower was finished in 1925."
     fixed = "Wrap the answer in <reply> tags; the tower was finished in 1889."

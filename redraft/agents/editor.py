@@ -15,6 +15,7 @@ from redraft.agents.prompting import (
     blocks,
     copied_block,
     last_user_message,
+    unwrapped,
     user_message,
 )
 from redraft.errors import RedraftError
@@ -173,6 +174,8 @@ async def merge_critiques(
             field="reply",
             on_delta=bounded(on_reply_delta, max_chars),
         )
+    if not copied_block(reply, ""):  # a reply with its own <reply> markup is left as it is
+        output = output.model_copy(update={"reply": unwrapped(output.reply)})
     unchanged, leaked = _unchanged(output.reply, reply), copied_block(output.reply, reply)
     if unchanged or leaked:
         # Small models often copy the reply while listing changes, or copy a critique into it.
@@ -181,6 +184,8 @@ async def merge_critiques(
         task = PLAIN_TASK if unchanged else LEAK_TASK
         plain = Prompt(partial(build, task=task), passages=len(knowledge))
         text = await call_text(model, plain, agent=AGENT)
+        if not copied_block(reply, ""):
+            text = unwrapped(text)
         aspects = ", ".join(c.aspect for c in critiques)
         if _unchanged(text, reply) or not text:
             raise EditorUnchangedError(

@@ -58,6 +58,16 @@ def neutralise(text: str) -> str:
     return _TAG_LIKE.sub(r"&lt;\1", text)
 
 
+_WRAPPED = re.compile(r"^\s*<\s*reply\b[^>]*>\s*(.*?)\s*(?:<\s*/\s*reply\s*>)?\s*$", re.S | re.I)
+
+
+def unwrapped(written: str) -> str:
+    """A rewrite a model wrapped in a `<reply>` block, as its prompt showed the reply: the text
+    inside it (small models answer in the prompt's format)."""
+    match = _WRAPPED.match(written)
+    return match.group(1) if match else written
+
+
 def copied_block(written: str, original: str) -> str | None:
     """The first block tag in a model's `written` text that `original` (the text it rewrites)
     did not have: the model copied part of its prompt (a critique, a passage) into a reply."""
