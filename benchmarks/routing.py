@@ -393,6 +393,19 @@ def read_cache(path: Path) -> dict[str, dict[str, Any]]:
     return {row["key"]: row for row in read_jsonl(path)} if path.exists() else {}
 
 
+async def planner_plan(model: Any, case: dict[str, Any], method: str) -> Any:
+    """The LLM planner's plan for one labelled turn, as `hybrid` would ask for it."""
+    return await plan_critics(
+        model,
+        aspects=list(ASPECTS),
+        history=case["messages"],
+        reply=case.get("draft", ""),
+        persona_count=len(case.get("persona", [])),
+        knowledge_count=len(case.get("knowledge", [])),
+        method=method,
+    )
+
+
 async def ask_planner(
     cases: list[dict[str, Any]], config: RefinerConfig, cache_path: Path
 ) -> dict[str, dict[str, Any]]:
@@ -414,15 +427,7 @@ async def ask_planner(
     for number, case in enumerate(missing, start=1):
         started = time.perf_counter()
         try:
-            chosen = await plan_critics(
-                model,
-                aspects=list(ASPECTS),
-                history=case["messages"],
-                reply=case.get("draft", ""),
-                persona_count=len(case.get("persona", [])),
-                knowledge_count=len(case.get("knowledge", [])),
-                method=config.structured_output,
-            )
+            chosen = await planner_plan(model, case, config.structured_output)
         except Exception as exc:  # reported; the case is asked again on the next run
             print(f"{case['key']}: the planner failed: {exc}", file=sys.stderr)
             continue
@@ -594,15 +599,7 @@ async def scripted_planner_learning(router: Router) -> dict[str, Any]:
         for case in train + test:
             steps = [{"aspect": a, "reason": "needed"} for a in labels[case["key"]]]
             provider.script("planner", {"steps": steps})
-            chosen = await plan_critics(
-                model,
-                aspects=list(ASPECTS),
-                history=case["messages"],
-                reply=case.get("draft", ""),
-                persona_count=len(case.get("persona", [])),
-                knowledge_count=len(case.get("knowledge", [])),
-                method=config.structured_output,
-            )
+            chosen = await planner_plan(model, case, config.structured_output)
             planner[case["key"]] = chosen.aspects
     return await learn_and_measure(router, train, test, planner)
 
