@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from redraft.config import RefinerConfig
+from redraft.llm.endpoints import forget_endpoints
 from redraft.testing import FakeProvider, ScriptedChatModel
 
 CRITIC_AGENTS = ("factuality", "personalization", "coherence")
@@ -16,7 +17,10 @@ CRITIC_AGENTS = ("factuality", "personalization", "coherence")
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's keys or writes into their data directory."""
+    """No test reads the developer's keys or writes into their data directory, or starts with
+    what an earlier test's endpoint taught the process: a FakeProvider's port is reused, and a
+    structured-output mode settled there would make the next test's negotiation never happen."""
+    forget_endpoints()
     for name in list(os.environ):
         if name.startswith(("REDRAFT_", "OPENAI_")) and not name.startswith("REDRAFT_TEST_"):
             monkeypatch.delenv(name)
