@@ -212,9 +212,14 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
             issues = issues or [GENERIC_CAUTION]
         elif not (question and question.strip()):
             question = ATTRIBUTE_QUESTIONS[attribute]
-    if verdict == "revise" and output.risk == "low" and not (output.domain or task.get("domain")):
-        # Low risk outside every sensitive domain is not the safety critic's to revise (small
-        # models "revise" plain facts into refusals): the other critics cover the rest.
+    if (
+        verdict == "revise"
+        and output.risk in ("low", "medium")
+        and not (output.domain or task.get("domain"))
+    ):
+        # Outside every sensitive domain only a high risk is the safety critic's to revise:
+        # small models rate trivia "medium" and "revise" plain facts into cautions and refusals
+        # (Qwen2.5-0.5B on "When was the Eiffel Tower finished?"); the other critics cover it.
         verdict, issues = "pass", []
     if verdict == "block" and not (output.safe_reply and output.safe_reply.strip()):
         output.safe_reply = None

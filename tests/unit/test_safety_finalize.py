@@ -1,6 +1,6 @@
 """The safety critic's `finalize`: the rules that hold whatever the model answered (ask only
 for what is unknown, within the question cap, when the background is incomplete; never revise
-low-risk replies outside the sensitive domains; a crisis message only when one was written)."""
+below high risk outside the sensitive domains; a crisis message only when one was written)."""
 
 from __future__ import annotations
 
@@ -148,15 +148,29 @@ def test_a_revise_is_kept_when_no_question_may_be_asked() -> None:
     assert critique.issues == [RISKY]
 
 
-def test_a_low_risk_revise_outside_the_sensitive_domains_passes() -> None:
+@pytest.mark.parametrize("risk", ["low", "medium"])
+def test_a_revise_below_high_risk_outside_the_sensitive_domains_passes(risk: str) -> None:
     critique = finalize(
-        output(verdict="revise", domain=None, risk="low", issues=[RISKY]),
+        output(verdict="revise", domain=None, risk=risk, issues=[RISKY]),
         task(domain=None),
         CFG,
     )
 
     assert critique.verdict == "pass"
     assert critique.issues == []
+
+
+def test_a_high_risk_revise_outside_the_sensitive_domains_is_kept() -> None:
+    """Danger that fits none of PENGUIN's domains (mixing cleaning products, say) stays the
+    safety critic's to revise."""
+    critique = finalize(
+        output(verdict="revise", domain=None, risk="high", completeness=COMPLETE, issues=[RISKY]),
+        task(domain=None),
+        CFG,
+    )
+
+    assert critique.verdict == "revise"
+    assert critique.issues == [RISKY]
 
 
 def test_a_revise_in_a_domain_named_only_by_the_planner_is_kept() -> None:
