@@ -163,10 +163,10 @@ class Refiner:
     ) -> RefineResult:
         """Refine one turn; returns the reply, or raises RefineError when none can be made."""
         result = None
-        async for event in self.astream(request, config=config, reply_tokens=False):
+        async for event in self._turn(request, config, reply_tokens=False, wants_events=False):
             if isinstance(event, TurnDone):
                 result = event.result
-        assert result is not None  # astream always ends with TurnDone or raises
+        assert result is not None  # a turn always ends with TurnDone or raises
         return result
 
     async def astream(
@@ -183,7 +183,22 @@ class Refiner:
         not streamed while the editor writes it (it comes as one `ReplyToken`), which saves the
         CPU that streaming costs on every token — for callers that only want the result.
         """
-        turn = Turn(self.validate(request), config or self.config, reply_tokens)
+        async for event in self._turn(
+            request, config, reply_tokens=reply_tokens, wants_events=True
+        ):
+            yield event
+
+    async def _turn(
+        self,
+        request: RefineRequest | Mapping[str, Any],
+        config: RefinerConfig | None,
+        *,
+        reply_tokens: bool,
+        wants_events: bool,
+    ) -> AsyncIterator[RefineEvent]:
+        """`astream`; with `wants_events=False` the graph streams only what the result needs
+        and the turn yields `TurnDone` alone (and the reply's tokens if cut at its deadline)."""
+        turn = Turn(self.validate(request), config or self.config, reply_tokens, wants_events)
         graph, graph_input = await self._begin(turn)
         events, stopped = TurnEvents(), None
         try:

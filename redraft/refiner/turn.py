@@ -17,7 +17,7 @@ from redraft.graphs.refine import STREAM_REPLY
 from redraft.llm.usage import UsageTracker
 from redraft.log import text_fields
 from redraft.personas.store import PersonaStore
-from redraft.refiner.events import STREAM_MODES
+from redraft.refiner.events import RESULT_MODES, STREAM_MODES
 from redraft.refiner.stores import thread_key
 from redraft.response_format import wants_json
 from redraft.state import Degradation, RefineRequest, RefineResult
@@ -40,11 +40,13 @@ def run_config(
 class Turn:
     """`settings` are the turn's own; once its thread is read, their deadline is what is left.
     `personas`: the user's persona store, None when the turn goes without memory; `generation`:
-    the user's count of `forget`s as the turn started."""
+    the user's count of `forget`s as the turn started; `wants_events`: whether the caller reads the
+    turn's events, or only its result (`arefine`)."""
 
     request: RefineRequest
     settings: RefinerConfig
     reply_tokens: bool
+    wants_events: bool = True
     tracker: UsageTracker = field(default_factory=UsageTracker)
     started: float = field(default_factory=time.perf_counter)
     lost_thread: Degradation | None = None
@@ -81,7 +83,7 @@ class Turn:
                 graph_input,
                 config=self.run_config(),
                 context=self.settings,
-                stream_mode=STREAM_MODES,
+                stream_mode=STREAM_MODES if self.wants_events else RESULT_MODES,
                 # One checkpoint per turn, when it ends (or pauses for a question): fewer
                 # writes, and a process killed mid-turn leaves the thread as it was.
                 durability="exit" if self.request.thread_id is not None else None,
