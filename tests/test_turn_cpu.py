@@ -8,6 +8,7 @@ from unittest import mock
 from langgraph.types import Interrupt
 
 from redraft import Refiner, RefinerConfig
+from redraft.graphs.refine import build_graph
 from redraft.refiner import events
 from redraft.refiner.events import TurnDone, TurnEvents
 from redraft.safety.ask import INTERRUPT_TYPE
@@ -49,3 +50,25 @@ async def test_arefine_makes_no_events_and_ends_as_astream_does():
     exclude = {"timings", "thread_id"}
     assert result.model_dump(exclude=exclude) == done.result.model_dump(exclude=exclude)
     assert set(result.timings) == set(done.result.timings)
+
+
+async def test_a_turn_that_ends_with_the_merge_is_finalized_in_its_step():
+    model = ScriptedChatModel()
+    model.script("responder", "Paris is in Spain.")
+    model.script("coherence", revise("in Spain", "in France"))
+    model.script("editor", {"changes": [], "reply": "Paris is in France."})
+    config = RefinerConfig(planner="all", critics=["coherence"])
+    graph = build_graph(config, model=model)
+    request = {"messages": [user("Where is Paris?")]}
+    nodes, final = [], {}
+    async for mode, chunk in graph.astream(
+        {"request": request}, context=config, stream_mode=["updates", "custom", "values"]
+    ):
+        if mode == "updates":
+            nodes += list(chunk)
+        elif mode == "values":
+            final = chunk
+    assert nodes == ["load_context", "draft", "plan", "coherence", "merge"]
+    assert final["reply"] == "Paris is in France."
+    assert final["history"][-1] == {"role": "assistant", "content": "Paris is in France."}
+    assert {"draft", "coherence", "merge"} <= set(final["timings"])

@@ -641,3 +641,13 @@ async def finalize(state: TurnState) -> dict[str, Any]:
     if state.get("tool_calls"):
         said["tool_calls"] = state["tool_calls"]
     return {"reply": reply, "history": [*state["history"], said], **kept}
+
+
+def finalized(update: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """A node's `update` and `finalize`'s update after it (`final`) as one update: the
+    reply and history are finalize's, its degradations are added to the node's, and when it
+    resets `changes` (the reply sent is the draft) the node's changes go too."""
+    both = {**update, **final}
+    if "degraded" in update and "degraded" in final:
+        both["degraded"] = [*update["degraded"], *final["degraded"]]
+    return both

@@ -8,7 +8,7 @@ be compared on the same turns: `parallel` (default), `sequential` (MARA as publi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal, cast, get_origin, get_type_hints
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.retrievers import BaseRetriever
@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Command, Send
 
 from redraft.agents import CriticSet, critic_set
 from redraft.agents.critic import Critic
@@ -33,6 +33,7 @@ from redraft.graphs.nodes import (
     critic_task,
     degraded,
     finalize,
+    finalized,
     make_draft,
     make_load_context,
     make_plan,
@@ -57,6 +58,17 @@ def make_critic_node(critic: Critic, models: Models, config: RefinerConfig) -> N
 
     critic_node.__name__ = critic.aspect
     return critic_node
+
+
+AfterMerge = Literal["next_round", "ask_user", "gate", "__end__"]
+"""Where a turn goes from the merge step (`__end__`: it ended there, finalized)."""
+
+ADDED_TO = frozenset(
+    name
+    for name, hint in get_type_hints(TurnState, include_extras=True).items()
+    if get_origin(hint) is Annotated
+)
+"""The state's fields that a node's update is added to (by their reducers), not replaces."""
 
 
 def make_merge(models: Models, config: RefinerConfig, critics: CriticSet) -> Node:
@@ -235,7 +247,23 @@ def build_graph(
             return "finalize"
         return [Send(a, critic_task(state, state["reply"], 1, cfg)) for a in aspects]
 
-    async def after_merge(state: TurnState, runtime: Runtime[RefinerConfig]) -> Any:
+    merge = timed("merge", make_merge(models, config, lineup))
+
+    async def merge_step(state: TurnState, runtime: Runtime[RefinerConfig]) -> Command[AfterMerge]:
+        """The merge, and where the turn goes from it. A turn that ends with this merge is
+        finished in the same step instead of a `finalize` step of its own: most turns end so,
+        and a graph step costs CPU (BENCHMARKS.md, "CPU per turn")."""
+        update = await merge(state, runtime)
+        after = {**state, **{k: v for k, v in update.items() if k not in ADDED_TO}}
+        goto = await after_merge(cast(TurnState, after), runtime)
+        if goto == "finalize":
+            final = await finalize(cast(TurnState, after))
+            return Command(update=finalized(update, final), goto=cast(AfterMerge, END))
+        return Command(update=update, goto=goto)
+
+    async def after_merge(
+        state: TurnState, runtime: Runtime[RefinerConfig]
+    ) -> Literal["next_round", "ask_user", "gate", "finalize"]:
         cfg = settings(runtime, config)
         if state.get("ask"):
             return "ask_user"
@@ -246,7 +274,9 @@ def build_graph(
             return await after_rewrite(state, runtime)
         return "next_round"
 
-    async def after_rewrite(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
+    async def after_rewrite(
+        state: TurnState, runtime: Runtime[RefinerConfig]
+    ) -> Literal["gate", "finalize"]:
         return "gate" if needs_gate(state, settings(runtime, config)) else "finalize"
 
     async def after_sequential(state: TurnState, runtime: Runtime[RefinerConfig]) -> str:
@@ -270,7 +300,7 @@ def build_graph(
     builder.add_node("plan", timed("plan", make_plan(models, config, lineup)))
     for aspect, critic in lineup.items():
         builder.add_node(aspect, timed(aspect, make_critic_node(critic, models, config)))
-    builder.add_node("merge", timed("merge", make_merge(models, config, lineup)))
+    builder.add_node("merge", cast(Node, merge_step))  # routes by its Command
     builder.add_node("next_round", next_round)
     builder.add_node("sequential", timed("sequential", make_sequential(models, config, lineup)))
     builder.add_node(
@@ -288,9 +318,6 @@ def build_graph(
     builder.add_conditional_edges("plan", after_plan, [*lineup, "sequential", "finalize"])
     for aspect in lineup:
         builder.add_edge(aspect, "merge")
-    builder.add_conditional_edges(
-        "merge", after_merge, ["next_round", "ask_user", "gate", "finalize"]
-    )
     builder.add_conditional_edges("ask_user", after_question, ["draft", "finalize"])
     builder.add_conditional_edges("next_round", recheck, list(lineup))
     builder.add_conditional_edges("sequential", after_sequential, ["ask_user", "gate", "finalize"])
