@@ -28,6 +28,7 @@ from redraft.agents.prompting import (
 from redraft.config import RefinerConfig
 from redraft.embeddings import LocalEmbeddings, local_model_installed, needs_local_model
 from redraft.llm.calls import call_structured
+from redraft.routing.signals import crisis_cue, distress_cue, own_situation, personal_stakes
 from redraft.safety.paths import PathLibrary, read_paths
 from redraft.state import (
     CriticOutput,
@@ -184,6 +185,13 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
     """Turn the model's output into a Critique, enforcing the rules that must always hold."""
     known = set(task.get("attributes", {})) | set(task.get("declined", []))
     verdict, issues = output.verdict, list(output.issues)
+    if verdict in ("revise", "ask") and output.risk in ("low", "medium") and not sensitive(
+        output, task
+    ):
+        # Below high risk, a turn is the safety critic's to revise or ask about only in a
+        # sensitive domain: small models name a domain for trivia ("Education" for "When was
+        # the Eiffel Tower finished?", Qwen2.5-0.5B) and their caution outranks every other fix.
+        verdict, issues = "pass", []
     attribute, question = output.ask_attribute, output.question
     missing = [a for a in attributes_to_ask(task) if a not in known]
     incomplete = output.completeness < cfg.safety_completeness
@@ -212,15 +220,6 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
             issues = issues or [GENERIC_CAUTION]
         elif not (question and question.strip()):
             question = ATTRIBUTE_QUESTIONS[attribute]
-    if (
-        verdict == "revise"
-        and output.risk in ("low", "medium")
-        and not (output.domain or task.get("domain"))
-    ):
-        # Outside every sensitive domain only a high risk is the safety critic's to revise:
-        # small models rate trivia "medium" and "revise" plain facts into cautions and refusals
-        # (Qwen2.5-0.5B on "When was the Eiffel Tower finished?"); the other critics cover it.
-        verdict, issues = "pass", []
     if verdict == "block" and not (output.safe_reply and output.safe_reply.strip()):
         output.safe_reply = None
     if verdict == "revise" and not issues:
@@ -245,6 +244,20 @@ def finalize(output: SafetyOutput, task: CriticTask, cfg: RefinerConfig) -> Crit
         evidence=output.evidence,
         safety=details,
     )
+
+
+def sensitive(output: SafetyOutput, task: CriticTask) -> bool:
+    """Whether the turn is in a sensitive domain: the planner named one, or the model did and
+    the user's own words back it (distress or risk, their circumstances, a decision about their
+    life), or the user already shared background (the attributes of an earlier question)."""
+    if task.get("domain") or task.get("attributes"):
+        return True
+    if output.domain is None:
+        return False
+    said = [m["content"] for m in task["history"] if m.get("role") == "user"][-3:]
+    said += [task["request"]] if task.get("request") else []
+    cues = (crisis_cue, distress_cue, own_situation, personal_stakes)
+    return any(cue(text) for text in said for cue in cues)
 
 
 CAUTION = (

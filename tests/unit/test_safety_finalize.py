@@ -1,6 +1,7 @@
 """The safety critic's `finalize`: the rules that hold whatever the model answered (ask only
-for what is unknown, within the question cap, when the background is incomplete; never revise
-below high risk outside the sensitive domains; a crisis message only when one was written)."""
+for what is unknown, within the question cap, when the background is incomplete; below high
+risk, revise or ask only in a sensitive domain that the planner named or the user's own words
+back; a crisis message only when one was written)."""
 
 from __future__ import annotations
 
@@ -171,6 +172,77 @@ def test_a_high_risk_revise_outside_the_sensitive_domains_is_kept() -> None:
 
     assert critique.verdict == "revise"
     assert critique.issues == [RISKY]
+
+
+TRIVIA = [{"role": "user", "content": "When was the Eiffel Tower finished?"}]
+
+
+@pytest.mark.parametrize("verdict", ["revise", "ask"])
+def test_a_domain_named_only_by_the_model_for_a_question_not_about_the_user_passes(
+    verdict: str,
+) -> None:
+    """Qwen2.5-0.5B named "Education" for trivia and its caution outranked the factual fix."""
+    critique = finalize(
+        output(
+            verdict=verdict,
+            domain="Education",
+            completeness=INCOMPLETE,
+            ask_attribute="Age",
+            issues=[RISKY],
+        ),
+        task(domain=None, history=TRIVIA),
+        CFG,
+    )
+
+    assert critique.verdict == "pass"
+    assert critique.issues == []
+    assert critique.safety is not None and critique.safety.question is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "I failed my finals and my parents will be furious. What do I do?",  # distress
+        "Should I drop out of university?",  # a decision about the user's own life
+        "Is it safe for me to take melatonin with my antidepressants?",
+        "My landlord is evicting us next month. How do I find a place?",  # circumstances
+    ],
+)
+def test_a_domain_named_by_the_model_is_kept_when_the_user_speaks_of_their_own_stakes(
+    message: str,
+) -> None:
+    critique = finalize(
+        output(verdict="revise", domain="Education", completeness=COMPLETE, issues=[RISKY]),
+        task(domain=None, history=[{"role": "user", "content": message}]),
+        CFG,
+    )
+
+    assert critique.verdict == "revise"
+
+
+def test_background_the_user_shared_keeps_the_turn_sensitive() -> None:
+    critique = finalize(
+        output(verdict="revise", domain="Health", completeness=COMPLETE, issues=[RISKY]),
+        task(domain=None, history=TRIVIA, attributes={"Emotional State": "anxious"}),
+        CFG,
+    )
+
+    assert critique.verdict == "revise"
+
+
+def test_a_resumed_turn_reads_the_users_request_not_only_their_answer() -> None:
+    answer = [
+        {"role": "user", "content": "I lost my job last week. Should I move back home?"},
+        {"role": "assistant", "content": "How are you feeling right now?"},
+        {"role": "user", "content": "ok I guess"},
+    ]
+    critique = finalize(
+        output(verdict="revise", domain="Career", completeness=COMPLETE, issues=[RISKY]),
+        task(domain=None, history=answer[-1:], request=answer[0]["content"]),
+        CFG,
+    )
+
+    assert critique.verdict == "revise"
 
 
 def test_a_revise_in_a_domain_named_only_by_the_planner_is_kept() -> None:
