@@ -268,9 +268,10 @@ async def test_a_sensitive_turn_whose_safety_check_fails_never_ships_the_draft(
 async def test_an_editor_that_returns_the_reply_unchanged_is_asked_again_then_degraded(
     provider, http_config
 ):
+    """An issue about the whole reply (no span): asked again for the whole reply, as text."""
     draft = "The tower was finished in 1925."
     provider.script("planner", plan("factuality"))
-    provider.script("factuality", revise("1925", "1889"))
+    provider.script("factuality", revise("", "say it was finished in 1889"))
     copied = {"changes": [{"aspect": "factuality", "change": "fixed the year"}], "reply": draft}
     provider.script("editor", copied, draft)  # asked again for text only: the same text
     async with Refiner(http_config(critics=["factuality"])) as refiner:
@@ -280,6 +281,51 @@ async def test_an_editor_that_returns_the_reply_unchanged_is_asked_again_then_de
     assert not (second.tools or second.response_format)
     assert result.reply == draft and not result.changed
     assert not any(c.change == "fixed the year" for c in result.changes)  # no claimed edit
+    [failure] = [d for d in result.degraded or [] if d.step == "merge"]
+    assert "unchanged" in failure.reason
+
+
+DRAFT = "The tower is in Paris. It was finished in 1925, after two years of work! Visit it."
+
+
+async def test_an_unchanged_reply_is_edited_sentence_by_sentence_where_the_issues_quote_it(
+    provider, http_config
+):
+    """Qwen2.5-0.5B returned the reply unchanged in JSON and as text, for one clean critique;
+    asked to rewrite only the sentence the issue quotes, it can. The rest stays as it was."""
+    provider.script("planner", plan("factuality", "coherence"))
+    provider.script("factuality", revise("finished in 1925", "finished in 1889"))
+    provider.script("coherence", revise("'visit IT.'", "end with the opening hours"))
+    provider.script("editor", {"changes": [], "reply": DRAFT})
+
+    def sentence_edit(call: RecordedCall) -> str:
+        prompt = call.messages[1]["content"]
+        assert not (call.tools or call.response_format)
+        assert "<critique" in prompt and "The tower is in Paris." not in prompt
+        if "1925" in prompt:
+            return '"It was finished in 1889, after two years of work!"'
+        return "<reply>\nVisit it: it opens at 9:00.\n</reply>"
+
+    provider.set_default("editor", sentence_edit)
+    config = http_config(critics=["factuality", "coherence"])
+    async with Refiner(config) as refiner:
+        result = await refiner.arefine(request(draft=DRAFT))
+    assert result.reply == (
+        "The tower is in Paris. It was finished in 1889, after two years of work! "
+        "Visit it: it opens at 9:00."
+    )
+    assert result.degraded is None and result.changed
+    assert {c.aspect for c in result.changes} == {"factuality", "coherence"}
+    assert len(provider.calls_for("editor")) == 3  # the JSON rewrite, then one per sentence
+
+
+async def test_a_sentence_edit_that_changes_nothing_or_runs_away_is_degraded(provider, http_config):
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script("editor", {"changes": [], "reply": DRAFT}, "x" * 2000)
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=DRAFT))
+    assert result.reply == DRAFT and not result.changed
     [failure] = [d for d in result.degraded or [] if d.step == "merge"]
     assert "unchanged" in failure.reason
 
@@ -297,13 +343,24 @@ async def test_an_editor_that_copies_a_critique_into_the_reply_is_asked_again(
     reply never ships the prompt's blocks: asked once more for text only, the clean text is used."""
     draft = "The tower was finished in 1925."
     provider.script("planner", plan("factuality"))
-    provider.script("factuality", revise("1925", "1889"))
+    provider.script("factuality", revise("", "say it was finished in 1889"))
     provider.script("editor", {"changes": [], "reply": LEAKED}, "The tower was finished in 1889.")
     async with Refiner(http_config(critics=["factuality"])) as refiner:
         result = await refiner.arefine(request(draft=draft))
     _, second = provider.calls_for("editor")
     assert "copied parts of the blocks above" in second.messages[1]["content"]
     assert result.reply == "The tower was finished in 1889." and result.degraded is None
+
+
+async def test_a_copied_critique_where_the_issue_quotes_the_reply_is_edited_by_sentence(
+    provider, http_config
+):
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise("1925", "1889"))
+    provider.script("editor", {"changes": [], "reply": LEAKED}, "It was finished in 1889.")
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft="It was finished in 1925."))
+    assert result.reply == "It was finished in 1889." and result.degraded is None
 
 
 async def test_an_editor_that_copies_its_prompt_twice_is_degraded_and_the_draft_stands(
@@ -335,7 +392,8 @@ async def test_a_sequential_rewrite_that_copies_its_prompt_goes_to_the_editor(
 
 
 async def test_a_rewrite_wrapped_in_a_reply_block_is_unwrapped(provider, http_config):
-    """Qwen2.5-0.5B answered `<reply>…</reply>`, as its prompt showed the reply: the text is used."""
+    """Qwen2.5-0.5B answered `<reply>…</reply>`, as its prompt showed the reply: the text is
+    used."""
     provider.script("planner", plan("factuality"))
     provider.script("factuality", revise("1925", "1889"))
     wrapped = "<reply>\nThe tower was finished in 1889.\n</reply>"
