@@ -13,6 +13,7 @@ from redraft.routing.signals import (
     declined_then,
     distress_cue,
     draft_against_history,
+    own_loss,
     own_situation,
     personal_stakes,
     vulnerability,
@@ -263,3 +264,40 @@ def test_putting_off_the_question_and_asking_something_else_does_not_continue_it
     assert not new.sensitive, new.reasons["safety"]
     continued = router.route([*earlier, user("Maybe later. Can they do that with a baby due?")])
     assert continued.sensitive, continued.reasons["safety"]
+
+
+def test_a_threat_is_a_crisis_and_a_figure_of_speech_is_not():
+    assert crisis_cue("Dad will kill me if I scratch the car.") is None
+    assert crisis_cue("My coach is gonna kill me for skipping practice.") is None
+    assert crisis_cue("She said she'd hurt me if I called the police.") == "said she'd hurt me"
+    assert crisis_cue("He'll hurt me if I leave him.") == "hurt me if I leave"
+    assert crisis_cue("I'm afraid he will kill me.") == "afraid he will kill me"
+    assert crisis_cue("I want to kill myself.") == "kill myself"
+
+
+def test_a_dead_plant_or_a_pastime_or_a_diet_is_not_the_users_circumstances(router):
+    assert own_situation("The tomato plants look a bit sad after the heatwave.") is None
+    assert distress_cue("The tomato plants look a bit sad after the heatwave.") is None
+    assert distress_cue("My sister looks sad lately.") == "sad"
+    assert own_situation("I'm playing Hollow Knight and keep dying to the same boss.") is None
+    assert own_situation("My husband is allergic to shellfish.") is None
+    assert distress_cue("My son had anaphylaxis at school.") == "anaphylaxis"
+    route = router.route([user("Our fern on the balcony seems half dead. Should I repot it?")])
+    assert not route.sensitive
+
+
+def test_a_loss_told_calmly_is_sensitive(router):
+    assert own_loss("We had to have our old cat put to sleep last week.") == (
+        "had to have our old cat put to sleep"
+    )
+    assert own_loss("I had to put him down in the end.") == "had to put him down"
+    assert own_loss("I had to put the phone down on her.") is None
+    assert distress_cue("We had to put the baby down for a nap early.") is None
+    assert own_loss("The hero died in the last chapter.") is None
+    route = router.route([user("Our rabbit was put down yesterday.")])
+    assert route.sensitive and "own loss" in route.reasons["safety"]
+
+
+def test_ordinal_dates_are_compared_with_the_dialogues():
+    _, changed = draft_against_history("I'm back on the 3rd.", "I return on the 5th.")
+    assert changed == {"number": ["3"]}

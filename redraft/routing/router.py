@@ -55,6 +55,7 @@ from redraft.routing.signals import (
     follow_up_cue,
     is_elliptical,
     overlap,
+    own_loss,
     own_situation,
     personal_stakes,
     refers_back,
@@ -77,6 +78,9 @@ SENSITIVE_AT = 0.4
 # classifier must be this sure: a study, work or travel question is not sensitive for sharing the
 # topic of sensitive ones.
 SENSITIVE_PLAIN_AT = 0.85
+# A death the user tells as their own loss counts as at least this sensitive, whatever the
+# classifier reads in a calm sentence ("Our dog was put down on Saturday.").
+LOSS_AT = 0.5
 # Closeness (cosine) of the new message to an earlier sensitive turn at which it continues it.
 CONTINUES_AT = 0.35
 # A request for a choice that turns on the user's taste: its evidence for personalization, in
@@ -154,6 +158,9 @@ def own_sensitivity(
     crisis = crisis_cue(text)
     if crisis:
         return 1.0, f"crisis words {crisis!r}"
+    loss = own_loss(text)
+    if loss:
+        return max(p_sensitive, LOSS_AT), f"the user's own loss {loss!r}"
     distress = distress_cue(text)
     if distress:
         return p_sensitive, f"distress or risk words {distress!r}"

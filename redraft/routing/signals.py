@@ -48,7 +48,8 @@ _TOPIC_SWITCH = re.compile(
 )
 # Crisis: a risk to life or safety. A crisis anywhere in the recent turns keeps safety on.
 _CRISIS = re.compile(
-    r"\b(?:suicid\w*|kill(?:ing)? (?:myself|me)|end(?:ing)? (?:it all|my life|things)|"
+    r"\b(?:suicid\w*|kill(?:ing)? myself|(?<!will )(?<!'ll )(?<!'d )(?<!would )(?<!gonna )kill me"
+    r"(?! if)|end(?:ing)? (?:it all|my life|things)|"
     r"take my (?:own )?life|want(?:ed)? to die|wish I (?:was|were) dead|better off without me|"
     r"(?:no|not see the|don't see the|don't see any) (?:point|reason) (?:in|to|of) (?:living|live|"
     r"going on)|not (?:to )?wake up(?! (?:the|my|your|our|a|an|at|early|groggy|tired|before|"
@@ -57,7 +58,13 @@ _CRISIS = re.compile(
     r"a bottle "
     r"of) (?:\w+ )?(?:pills|tablets|meds|medication|bottle|packet|box)|"
     r"(?:the|my) pills|goodbye (?:letters?|notes?)|disappear (?:for good|forever)|want to jump|"
-    r"jump (?:off|from)|(?:hits|(?<!it )beats|chokes|threatens|threatened) me|(?:kill|hurt) me if|"
+    r"jump (?:off|from)|(?:hits|(?<!it )beats|chokes|threatens|threatened) me|"
+    # a threat told ("he said he'll kill me if I leave"), not a figure of speech ("mum will kill
+    # me if I'm late"): reported, or the price of leaving, telling or seeking help
+    r"(?:said|says|swore|swears|threaten\w*|warned|told me|promised|texted|screamed|shouted)"
+    r"[^.?!]{0,25}?\b(?:kill|hurt) me\b|(?:scared|afraid|terrified|fear\w*)[^.?!]{0,20}?\b(?:kill|"
+    r"hurt) me\b|(?:kill|hurt) me if I (?:ever )?(?:try to )?(?:leave|"
+    r"left|tell|told|report|call|go to|talk to|speak to|see|say)|"
     r"with a (?:knife|gun)|(?<!it )(?<!this )(?<!that )touches me|raped?|sexual(?:ly)? (?:abused?|"
     r"assault\w*)|"
     r"(?:haven't|have not|not) eaten in \w+ days|starving myself|abus(?:e|ed|ive))\b",
@@ -70,6 +77,11 @@ _FEELING = (
     r"pretty |a bit |kind of |completely |totally |utterly |quite )?"
     r"(?:low|flat|empty|down|lost|numb|hollow|stuck|blue)(?! (?:on|in (?:the|a)|battery|signal)\b)"
 )
+_PLANTS = (
+    r"(?:house ?)?plants?|basil|herbs?|mint|parsley|coriander|lawn|grass|leaves|trees?|hedges?|"
+    r"shrubs?|bush(?:es)?|flowers?|roses?|orchids?|ferns?|palms?|ivy|monstera|pothos|lil(?:y|ies)|"
+    r"succulents?|cact(?:us|i)|seedlings?|tomato(?:es)?|vines?|bonsai|crops?"
+)
 # Everyday senses of the words of distress, risk and crisis, blanked out before those are looked
 # for: a flat tyre, a dead battery, a laptop that crashed, "it beats me", a knife for an onion.
 _EVERYDAY = re.compile(
@@ -79,6 +91,10 @@ _EVERYDAY = re.compile(
     r"internet|server|app|website|plant|basil|torch|remote|it|screen) (?:\w+ ){0,2}?(?:died|dies|"
     r"dying|is dead|was dead|went dead|crash(?:ed|es|ing)?|shut(?:s|ting)? down|failed|fails|"
     r"keeps failing|froze|freezes)|"
+    rf"(?:{_PLANTS}|cake|bread|sourdough|dough|loaf|souffl\w*|sofa|cushions?)\b"
+    r"[^.?!]{0,30}?\b(?:looks?|looking|seems?|went|goes|turned) "
+    r"(?:a (?:bit|little) |so |very |really |rather |pretty |kind of )?(?:sad|miserable|unhappy|"
+    r"depressed|dead|lifeless|half[- ]dead)|"
     r"dead (?:batter(?:y|ies)|ends?|easy|simple|heat|ringer|zones?|pixels?|links?|centre|center)|"
     r"death valley|sudden death|death metal|day of the dead|walking dead|"
     r"cheat (?:sheets?|codes?|days?|meals?|mode)|stress[- ](?:free|test\w*|balls?)|"
@@ -112,6 +128,13 @@ def everyday(text: str) -> str:
     return _EVERYDAY.sub(" ", text)
 
 
+# A pet put down or put to sleep ("We had to have our old cat put to sleep"), not a phone or a
+# baby put down.
+_PET_PUT_DOWN = (
+    r"had (?:to )?(?:put|have|him|her|them|it)\b (?:(?:him|her|them|it|(?:our|my|the|his|her|"
+    r"their) (?:\w+ )?(?:dog|cat|pet|horse|pony|rabbit|bunny|hamster|guinea pig|puppy|kitten|"
+    r"parrot|bird|ferret|tortoise)) )?(?:put )?(?:down|to sleep)(?! for)"
+)
 # Distress or risk in the user's own situation: losses, illness, conflict, money trouble,
 # feelings. Without one, a study, work or travel question is not sensitive on its topic alone.
 _DISTRESS = re.compile(
@@ -132,7 +155,9 @@ _DISTRESS = re.compile(
     r"husband|wife|partner))|fight(?:s|ing)?(?! (?:an?|the|off|for|against|back|fires?|games?|"
     r"scenes?|club|night)\b)|argu(?:e|ed|es|ing)(?! that)|(?:an?|had an?|big|huge|constant|"
     r"another) arguments?(?! (?:for|that|in|of|against)\b)|estranged|haven't spoken|"
-    r"ghost(?:ed|ing)|died|dead|death|passed away|los(?:t|ing|s) (?:my|our|the) (?:job|house|home|"
+    r"ghost(?:ed|ing)|died|dead|death|passed away|(?:was|were|been|be|being|got|get) put (?:down|"
+    rf"to sleep)|{_PET_PUT_DOWN}|euthan\w*|puts? (?:me|us) down|"
+    r"los(?:t|ing|s) (?:my|our|the) (?:job|house|home|"
     r"mother|father|mum|mom|dad|son|daughter|child|baby|wife|husband|partner|friend|brother|"
     r"sister|savings)|lost (?:him|her|them|everything|hope|interest|custody|the baby|touch with|"
     r"(?:my|our|a) (?:\w+ )?(?:pregnancy|loved one|grandmother|grandfather|grandma|grandpa|"
@@ -169,7 +194,7 @@ _RISK = re.compile(
     r"debt collectors?|bailiffs?|loan sharks?|unlicensed|payday loans?|margin call|wiped out|"
     r"crash(?:ed)?|losses|identity theft|stole\w*|medical bills|hospital bills?|"
     r"worth less than|negative equity|made a pass|inappropriate|harm(?:s|ed|ful|ing)?|injur\w*|"
-    r"accident|"
+    r"accident|anaphyla\w*|epi-?pens?|"
     r"surgery|botched|gone wrong|sober\w*|relaps\w*|rehab|withdrawal symptoms|intrusive|"
     r"compulsi\w*|ocd|ptsd|flashbacks?|phobi\w*|insomnia|can't sleep|calorie\w*|purg\w*|"
     r"paralys\w*|amputat\w*|prosthe\w*|wheelchair|lost my (?:sight|hearing)|medication|meds|"
@@ -277,11 +302,51 @@ _SUBJECT = re.compile(r"\b(?:I|I'm|I've|I'd|we|we're|we've|me|us)\b", re.IGNOREC
 _THINGS = re.compile(
     r"\b(?:my|our) (?:\w+ )?(?:car|bike|phone|laptop|computer|pc|tablet|router|wi-?fi|internet|"
     r"printer|tv|battery|charger|luggage|suitcase|bag|keys|flight|train|order|parcel|package|"
-    r"delivery|bread|sourdough|cake|dough|recipe|plants?|garden|lawn|essay|code|script|app|"
+    rf"delivery|bread|sourdough|cake|dough|recipe|{_PLANTS}|garden|essay|code|script|app|"
     r"website|spreadsheet|presentation|slides|camera|headphones|shower|boiler|heating|fridge|"
     r"oven|dishwasher|washing machine|sink|jacket|shoes|zip)\b",
     re.IGNORECASE,
 )
+
+
+# What the user is doing for fun or making ("I'm playing Elden Ring and keep dying", "I'm baking
+# for twelve") and a diet or food allergy given as a constraint ("My daughter is allergic to
+# eggs.", "We're vegetarian"): context for the request, not circumstances at stake. A word of
+# distress or risk in the same sentence is still read first.
+_A_THING_FIRST = re.compile(r"^\W*(?:the|a|an|this|that|these|those)\b", re.IGNORECASE)
+_PASTIME = re.compile(
+    r"^\W*(?:I'm|I am|we're|we are|I've been|we've been) (?:\w+ )?(?:playing|reading|watching|"
+    r"baking|cooking|knitting|building|painting|drawing|gardening|learning|practi[sc]ing|"
+    r"binging|streaming|listening to|training for|decorating|planning (?:a|an|our|my) (?:trip|"
+    r"holiday|vacation|party|wedding|dinner|picnic|visit))\b",
+    re.IGNORECASE,
+)
+_DIET = re.compile(
+    r"^\W*(?:I'm|I am|we're|we are|(?:my|our) (?:\w+ )?\w+ (?:is|are)|"
+    r"(?:he|she|they)(?:'s|'re| is| are)) (?:\w+ )?(?:allergic to|intolerant to|"
+    r"(?:lactose|gluten) intolerant|vegetarian|vegan|"
+    r"pescatarian|coeliac|celiac|on a (?:\w+ )?diet|(?:halal|kosher|keto|paleo)|"
+    r"(?:not|don't|doesn't) (?:eat|drink))\b[^.?!]*$",
+    re.IGNORECASE,
+)
+
+
+# A death told by the one who grieves it ("Our dog was put down on Saturday.", "My dad passed
+# away in March."): a loss is sensitive however calmly it is told.
+_LOSS = re.compile(
+    r"\b(?:died|passed away|passed on|(?:was|were|been|be|being|got|get) put (?:down|to sleep)|"
+    rf"{_PET_PUT_DOWN}|euthan\w*|"
+    r"funeral|miscarr\w*|stillb\w*|los(?:t|ing) (?:my|our) (?:\w+ )?(?:mother|father|mum|mom|dad|"
+    r"son|daughter|child|baby|wife|husband|partner|friend|brother|sister|grandmother|"
+    r"grandfather|grandma|grandpa|nan|aunt|uncle|cousin|pet|dog|cat))\b",
+    re.IGNORECASE,
+)
+
+
+def own_loss(text: str) -> str | None:
+    """The words of a death the user tells as their own loss, if any."""
+    match = _LOSS.search(everyday(text))
+    return match.group(0) if match and own_situation(text) else None
 
 
 def own_situation(text: str) -> str | None:
@@ -291,7 +356,12 @@ def own_situation(text: str) -> str | None:
     family or future carries personal stakes that a how-to question ("How do I calculate my
     GPA?") does not."""
     for sentence in _SENTENCE_END.split(text.strip()):
-        about_a_thing = _THINGS.search(sentence) and not _SUBJECT.search(sentence)
+        # "My car battery died", "The basil on my windowsill looks sad": a thing, not the user
+        about_a_thing = (
+            _THINGS.search(sentence) or _A_THING_FIRST.search(sentence)
+        ) and not _SUBJECT.search(sentence)
+        if _PASTIME.search(sentence) or _DIET.search(sentence.rstrip(".!")):
+            continue
         if _FIRST_PERSON.search(sentence) and not _ASKS.search(sentence) and not about_a_thing:
             return sentence
         clause = _OWN_CLAUSE.search(sentence)
@@ -384,7 +454,7 @@ _WEEKDAY = re.compile(
 _CLOCK = re.compile(
     r"\b\d{1,2}(?::\d{2})?\s*(?:am|pm)\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidnight\b", re.I
 )
-_QUANTITY = re.compile(r"\b\d+(?:[.,]\d+)*\b")
+_QUANTITY = re.compile(r"\b\d+(?:[.,]\d+)*(?=(?:st|nd|rd|th)?\b)")  # "the 14th" too
 _SMALL_NUMBERS = {
     word: str(value)
     for value, word in enumerate(
