@@ -11,7 +11,7 @@ LLM planner.
   given); the recall other `SENSITIVE_PLAIN_AT` values would give, next to the labelled set's
   false-sensitive rates with them (the trade-off table). Confusion matrices go to
   `benchmarks/plots/routing/`.
-- Labelled set (`benchmarks/data/routing_labelled_{dev,heldout,heldout2,heldout3}.jsonl`):
+- Labelled set (`benchmarks/data/routing_labelled_{dev,heldout,heldout2,heldout3,heldout4}.jsonl`):
   issue 17's figures.
 - Routing set (`benchmarks/data/routing_set.jsonl`, written by the project): per-aspect
   precision and recall, false-sensitive rates, domain accuracy.
@@ -55,7 +55,7 @@ HERE = Path(__file__).parent
 ROUTING_SET = HERE / "data" / "routing_set.jsonl"
 LABELLED = {
     split: HERE / "data" / f"routing_labelled_{split}.jsonl"
-    for split in ("dev", "heldout", "heldout2", "heldout3")
+    for split in ("dev", "heldout", "heldout2", "heldout3", "heldout4")
 }
 RESULTS = HERE / "results" / "routing.json"
 PLANNER_CACHE = HERE / "results" / "routing_learning_planner.jsonl"
