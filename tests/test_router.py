@@ -295,18 +295,30 @@ def labelled_messages(split: str) -> list[str]:
         return [m["content"] for line in cases for m in json.loads(line)["messages"]]
 
 
-def test_the_labelled_routing_set_is_not_in_the_training_examples():
+# Part 4 (e306097) was committed with 5 of its 60 cases copying a classifier example (one exactly:
+# "How many bones are in the adult human body?"); found by these tests after its one run, left to
+# its author to rewrite. Strict: the mark fails once they are rewritten, so it is then removed.
+PART_4_HAS_COPIES = pytest.mark.xfail(
+    strict=True, reason="held-out part 4 has copies of classifier examples (see BENCHMARKS.md)"
+)
+SPLITS = [
+    "dev",
+    "heldout",
+    "heldout2",
+    "heldout3",
+    pytest.param("heldout4", marks=PART_4_HAS_COPIES),
+]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_the_labelled_routing_set_is_not_in_the_training_examples(split):
     texts = {e.text.lower() for e in packaged_examples()}
-    found = [
-        m
-        for split in ("dev", "heldout", "heldout2", "heldout3", "heldout4")
-        for m in labelled_messages(split)
-    ]
-    assert len(found) >= 500
+    found = labelled_messages(split)
+    assert len(found) >= 50
     assert not [text for text in found if text.lower() in texts]
 
 
-@pytest.mark.parametrize("split", ["heldout3", "heldout4"])
+@pytest.mark.parametrize("split", SPLITS[3:])
 def test_held_out_parts_3_and_4_have_no_near_copy_of_a_training_example(split):
     """Near copy: each text shares >= 60 % of its content words with the other (parts 3 and 4
     were written after parts 1 and 2, whose short follow-ups predate this check)."""
