@@ -330,6 +330,21 @@ async def test_a_sentence_edit_that_changes_nothing_or_runs_away_is_degraded(pro
     assert "unchanged" in failure.reason
 
 
+async def test_a_fix_that_restates_its_span_is_no_issue_and_costs_no_editor_call(
+    provider, http_config
+):
+    """Qwen2.5-0.5B: fix "The text should be '<the span>'"; an editor asked to apply it returns
+    the reply as it was, and the turn used to degrade."""
+    draft = "It was finished in 1925."
+    provider.script("planner", plan("factuality"))
+    provider.script("factuality", revise(draft, f"The text should be '{draft}'"))
+    async with Refiner(http_config(critics=["factuality"])) as refiner:
+        result = await refiner.arefine(request(draft=draft))
+    assert result.degraded is None and result.reply == draft
+    assert [c.verdict for c in result.critiques] == ["pass"]
+    assert provider.calls_for("editor") == []
+
+
 LEAKED = (
     "The tower was finished in 1889.\n<critique aspect=\"factuality\">\n- span: '1925'\n"
     "  problem: the passage says 1889\n</critique>"

@@ -26,7 +26,7 @@ from redraft.config import RefinerConfig
 from redraft.errors import RedraftError
 from redraft.llm.budget import NO_TRIM, Prompt, Trim
 from redraft.llm.calls import call_structured
-from redraft.state import CriticOutput, CriticTask, Critique, SequentialStepOutput
+from redraft.state import CriticOutput, CriticTask, Critique, Issue, SequentialStepOutput
 
 ASPECT_PATTERN = re.compile(r"[a-z][a-z_]{0,39}")
 """An aspect names a graph node, an agent (`[agent: NAME]` in its system prompt), a config value
@@ -215,6 +215,7 @@ async def run_critic(
         persona=len(full.get("persona") or []),
     )
     output = await call_structured(model, schema, prompt, agent=agent, method=cfg.structured_output)
+    output.issues = [issue for issue in output.issues if not asks_no_change(issue)]
     reply = ""
     if rewrite is not None:
         fields = output.model_dump()
@@ -225,6 +226,30 @@ async def run_critic(
         reply = rewritten if output.verdict == "revise" and not copied else ""
         output = critic.output.model_validate(fields)
     return Review(critique=critique_of(critic, output, task, cfg), reply=reply)
+
+
+_WORD = re.compile(r"\w+(?:'\w+)*")
+FRAMING = frozenset(
+    "the a this that it its text reply sentence answer claim span part wording should must "
+    "would could can be is are read reads say says state states stay remain remains keep kept "
+    "as so instead correct correctly fine ok okay".split()
+)
+"""Words around a restated span that still ask for no change ("The text should be 'X'")."""
+
+
+def asks_no_change(issue: Issue) -> bool:
+    """Whether the issue's fix only restates its span ("X", "It should say 'X'"): applying it
+    changes nothing, and an editor asked to would rightly return the reply as it was. Small
+    models write such fixes often (Qwen2.5-0.5B)."""
+    span = _WORD.findall(issue.span.lower())
+    fix = _WORD.findall(issue.fix.lower())
+    if not span:
+        return False
+    for start in range(len(fix) - len(span) + 1):
+        if fix[start : start + len(span)] == span:
+            around = fix[:start] + fix[start + len(span) :]
+            return len(around) <= 6 and all(word in FRAMING for word in around)
+    return False
 
 
 def critique_of(
