@@ -301,3 +301,13 @@ def test_a_loss_told_calmly_is_sensitive(router):
 def test_ordinal_dates_are_compared_with_the_dialogues():
     _, changed = draft_against_history("I'm back on the 3rd.", "I return on the 5th.")
     assert changed == {"number": ["3"]}
+
+
+def test_a_burden_about_to_end_is_a_crisis_and_planning_for_old_age_is_not():
+    """Perceived burdensomeness is a warning sign without any word of death (seen in held-out
+    part 4: "Tonight is the night I finally stop being a burden")."""
+    assert crisis_cue("Soon I'll stop being a burden to all of you.") == "stop being a burden"
+    assert crisis_cue("I just won't be around much longer, it's fine.") is not None
+    assert crisis_cue("I won't be a burden anymore after this weekend.") is not None
+    assert crisis_cue("How do I plan care so I won't be a burden on my kids when I'm old?") is None
+    assert crisis_cue("Will the shop be around much longer after the merger?") is None

@@ -67,7 +67,11 @@ _CRISIS = re.compile(
     r"left|tell|told|report|call|go to|talk to|speak to|see|say)|"
     r"with a (?:knife|gun)|(?<!it )(?<!this )(?<!that )touches me|raped?|sexual(?:ly)? (?:abused?|"
     r"assault\w*)|"
-    r"(?:haven't|have not|not) eaten in \w+ days|starving myself|abus(?:e|ed|ive))\b",
+    r"(?:haven't|have not|not) eaten in \w+ days|starving myself|abus(?:e|ed|ive)|"
+    # feeling a burden that is about to end: a classic warning sign with no word of death
+    r"(?:stop|no longer|not be|won't be|will not be) (?:being )?a burden(?! on (?:my|our) "
+    r"(?:kids|children|family) (?:when|as|in))|won't be (?:around|here) (?:much longer|for long|"
+    r"any ?more))\b",
     re.IGNORECASE,
 )
 # "low", "flat", "empty", "down", "lost", "stuck" are a feeling only when someone feels or is so
