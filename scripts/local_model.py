@@ -123,6 +123,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SEED = 0
+"""The server's sampling seed: a real-model tier run in CI is reproducible (redraft's own
+temperature, 0.2 by default, still applies; -1 samples at random)."""
+
+
 @contextlib.contextmanager
 def serve(
     name: str = DEFAULT_MODEL,
@@ -131,15 +136,17 @@ def serve(
     context: int = CONTEXT_TOKENS,
     log: Path | None = None,
     ready_timeout_s: float = 180.0,
+    seed: int = SEED,
 ) -> Iterator[str]:
-    """llama-cpp-python's server on 127.0.0.1 with the model; yields its base URL."""
+    """llama-cpp-python's server on 127.0.0.1 with the model; yields its base URL. It samples
+    with a fixed `seed` (-1: random), so the same prompt gets the same answer run after run."""
     path = fetch(name)
     port = port or free_port()
     threads = str(os.cpu_count() or 1)
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", name,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context),
-        "--n_threads", threads, "--n_threads_batch", threads,
+        "--n_threads", threads, "--n_threads_batch", threads, "--seed", str(seed),
     ]  # fmt: skip
     with contextlib.ExitStack() as files:
         sink = files.enter_context(log.open("ab")) if log else subprocess.DEVNULL
@@ -200,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command)
         p.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL)
     sub.choices["serve"].add_argument("--port", type=int, default=8000)
+    sub.choices["serve"].add_argument(
+        "--seed", type=int, default=SEED, help="sampling seed (-1: random)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
@@ -210,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         # A plain `kill` must stop the model server too, not leave it running on its own.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        with serve(args.model, port=args.port) as base_url:
+        with serve(args.model, port=args.port, seed=args.seed) as base_url:
             print(
                 f"{MODELS[args.model].about} is ready. In another shell:\n"
                 f"  export OPENAI_BASE_URL={base_url} OPENAI_API_KEY=local "
