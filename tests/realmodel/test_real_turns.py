@@ -39,12 +39,6 @@ def clean(result: RefineResult) -> None:
         out.write("\n")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 19): since the safety critic's path library looks up by words, on "
-    "Qwen2.5-0.5B the safety critic also asks for a revision here and the editor returns the "
-    "draft unchanged twice; the turn is honestly degraded (merge) instead of clean",
-)
 async def test_a_factual_correction_against_a_passage(real_config):
     async with Refiner(real_config(planner="all")) as refiner:
         result = await refiner.arefine(
