@@ -335,15 +335,7 @@ async def llm_planner_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
             provider.script("planner", {"steps": steps})
             case = row["case"]
             started = time.perf_counter()
-            await plan_critics(
-                model,
-                aspects=list(ASPECTS),
-                history=case["messages"],
-                reply=case.get("draft", ""),
-                persona_count=len(case.get("persona", [])),
-                knowledge_count=len(case.get("knowledge", [])),
-                method=config.structured_output,
-            )
+            await planner_plan(model, case, config.structured_output)
             times.append((time.perf_counter() - started) * 1000)
         calls = provider.calls_for("planner")
         prompt = [c.usage["prompt_tokens"] for c in calls if c.usage]
